@@ -1,0 +1,101 @@
+"""Refine-n-Judge as a LangGraph state machine (paper section 3.1, appendix C).
+
+    START -> initial_answer -> feedback -> refine -> judge --accepted--> feedback ...
+                                                       |--rejected--> alternate_refine -> judge
+                                                       '--stop------> finish -> END
+
+`graph` is the compiled graph the server serves and `from graph import graph` gives;
+`build_graph` makes one with your own chat model objects; `make_builder` returns the
+uncompiled `StateGraph` for tests and for composing into larger graphs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from langchain_core.language_models import BaseChatModel
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+
+from graph.context import Context
+from graph.state import ChainState, InputState
+from graph.sync_bridge import sync_and_async_node, sync_router
+from nodes.feedback import feedback
+from nodes.initial_answer import initial_answer
+from nodes.judge import judge
+from nodes.models import ModelProvider
+from nodes.refine import refine
+from nodes.route import after_judge, after_refine, continue_or_finish, finish
+
+GRAPH_NAME = "refine_n_judge"
+
+# Each iteration runs at most 5 nodes (feedback, refine, judge, alternate_refine, judge);
+# LangGraph's default limit of 25 steps would cut the paper's 10 iterations short.
+RECURSION_LIMIT = 5 * 100 + 10
+
+
+def make_builder(
+    *,
+    refiner: BaseChatModel | None = None,
+    judges: Sequence[BaseChatModel] | None = None,
+    alternate_refiner: BaseChatModel | None = None,
+) -> StateGraph[ChainState, Context, InputState, ChainState]:
+    """The uncompiled graph; model objects given here override the context's model names."""
+    models = ModelProvider(refiner=refiner, judges=judges, alternate_refiner=alternate_refiner)
+    builder = StateGraph(
+        ChainState, context_schema=Context, input_schema=InputState, output_schema=ChainState
+    )
+    builder.add_node(
+        "initial_answer", sync_and_async_node(initial_answer, "initial_answer", models=models)
+    )
+    builder.add_node("feedback", sync_and_async_node(feedback, "feedback", models=models))
+    builder.add_node("refine", sync_and_async_node(refine, "refine", models=models, role="refiner"))
+    builder.add_node(
+        "alternate_refine",
+        sync_and_async_node(refine, "alternate_refine", models=models, role="alternate_refiner"),
+    )
+    builder.add_node("judge", sync_and_async_node(judge, "judge", models=models))
+    builder.add_node("finish", sync_and_async_node(finish, "finish"))
+
+    builder.add_edge(START, "initial_answer")
+    builder.add_conditional_edges(
+        "initial_answer",
+        sync_router(continue_or_finish, "after_initial_answer"),
+        {"next": "feedback", "finish": "finish"},
+    )
+    builder.add_conditional_edges(
+        "feedback",
+        sync_router(continue_or_finish, "after_feedback"),
+        {"next": "refine", "finish": "finish"},
+    )
+    for name in ("refine", "alternate_refine"):
+        builder.add_conditional_edges(
+            name,
+            sync_router(after_refine, f"after_{name}"),
+            {"judge": "judge", "finish": "finish"},
+        )
+    builder.add_conditional_edges(
+        "judge",
+        sync_router(after_judge, "after_judge", models=models),
+        {"feedback": "feedback", "alternate_refine": "alternate_refine", "finish": "finish"},
+    )
+    builder.add_edge("finish", END)
+    return builder
+
+
+def build_graph(
+    *,
+    refiner: BaseChatModel | None = None,
+    judges: Sequence[BaseChatModel] | None = None,
+    alternate_refiner: BaseChatModel | None = None,
+    checkpointer: BaseCheckpointSaver | None = None,
+    name: str = GRAPH_NAME,
+) -> CompiledStateGraph[ChainState, Context, InputState, ChainState]:
+    """A compiled Refine-n-Judge graph, optionally with your own chat model objects."""
+    builder = make_builder(refiner=refiner, judges=judges, alternate_refiner=alternate_refiner)
+    compiled = builder.compile(checkpointer=checkpointer, name=name)
+    return compiled.with_config(recursion_limit=RECURSION_LIMIT)
+
+
+graph = build_graph()

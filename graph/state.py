@@ -1,0 +1,200 @@
+"""The typed chain state of Refine-n-Judge and the records it is made of.
+
+`ChainState` is what `graph.invoke()` returns (as a dict; `ChainState.model_validate`
+turns it back into the model) and what the `curate` command writes, one JSON line per item.
+Lists grow through reducers, so each node returns only what it adds.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field
+
+Role = Literal["initial", "refiner", "alternate_refiner"]
+"""Who produced an answer: the input (or the initial-answer generation), the primary
+refiner, or the alternate refiner that may switch in near termination."""
+
+CallWinner = Literal["refined", "previous", "tie", "error"]
+"""What one judge call says, already mapped from its A/B letters to the two answers."""
+
+Outcome = Literal["refined", "previous", "inconsistent", "tie", "error"]
+"""What one judge concludes from its pair of position-swapped calls."""
+
+StopReason = Literal[
+    "rejected",
+    "inconsistent",
+    "tie",
+    "judge_error",
+    "no_quorum",
+    "identical",
+    "max_iterations",
+    "model_error",
+]
+
+JudgeMode = Literal["pairwise", "pointwise"]
+Position = Literal["refined_first", "refined_second", "alone"]
+"""Where the refined answer sat in a judge call (`alone` for pointwise scoring)."""
+
+
+class Answer(BaseModel):
+    """One answer of the chain (`Ans0..Ansn`), or a rejected candidate."""
+
+    text: str
+    iteration: int = Field(description="0 for the initial answer, i for the i-th refinement.")
+    model: str = Field(
+        description="Name of the model that wrote it; `input` if it came from the data."
+    )
+    role: Role
+    explanation: str | None = Field(
+        default=None, description="The refiner's one-sentence explanation of what it changed."
+    )
+    feedback: str | None = Field(
+        default=None, description="The feedback on the previous answer that this answer acts on."
+    )
+
+
+class JudgeCall(BaseModel):
+    """One judge call: one ordering of the pair (pairwise) or one answer (pointwise)."""
+
+    iteration: int
+    judge_model: str
+    mode: JudgeMode = "pairwise"
+    position: Position
+    candidate_role: Role = Field(description="Which refiner wrote the candidate being judged.")
+    scores_refined: dict[str, float] = Field(default_factory=dict)
+    scores_previous: dict[str, float] = Field(default_factory=dict)
+    total_refined: float | None = None
+    total_previous: float | None = None
+    winner: CallWinner
+    justification: str | None = None
+    confidence: float | None = Field(
+        default=None,
+        description="Probability (from logprobs) or normalised score margin behind this call.",
+    )
+    raw: str | None = Field(
+        default=None, description="The judge's raw reply, kept when it could not be parsed."
+    )
+    error: str | None = None
+    attempts: int = 1
+
+
+class Verdict(BaseModel):
+    """One judge's conclusion about one candidate, from its (swapped) calls."""
+
+    judge_model: str
+    mode: JudgeMode = "pairwise"
+    outcome: Outcome
+    confidence: float | None = None
+
+
+class Decision(BaseModel):
+    """What the judge step decided for one candidate refinement."""
+
+    iteration: int
+    candidate_role: Role
+    candidate_model: str
+    verdicts: list[Verdict]
+    answered: int = Field(description="Judges whose verdict was not an error.")
+    votes_for_refined: int
+    quorum: int
+    accepted: bool
+    outcome: Outcome | Literal["no_quorum", "identical"]
+    confidence: float | None = None
+
+
+class Failure(BaseModel):
+    """A model call that could not be completed after retries; the chain so far is kept."""
+
+    stage: str = Field(description="Node that failed: initial_answer, feedback, refine or judge.")
+    model: str
+    reason: str
+    raw: str | None = None
+    iteration: int | None = None
+
+
+class TokenUsage(BaseModel):
+    """Calls and tokens of one model in one node."""
+
+    calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    estimated: bool = Field(
+        default=False, description="True when some counts came from tiktoken, not the model."
+    )
+
+    def __add__(self, other: TokenUsage) -> TokenUsage:
+        return TokenUsage(
+            calls=self.calls + other.calls,
+            input_tokens=self.input_tokens + other.input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+            estimated=self.estimated or other.estimated,
+        )
+
+
+UsageTable = dict[str, dict[str, TokenUsage]]
+"""Usage by model name, then node name."""
+
+
+def merge_usage(left: UsageTable | None, right: UsageTable | None) -> UsageTable:
+    """Reducer: add the usage a node reports to what the state already holds."""
+    merged: UsageTable = {model: dict(nodes) for model, nodes in (left or {}).items()}
+    for model, nodes in (right or {}).items():
+        target = merged.setdefault(model, {})
+        for node, usage in nodes.items():
+            usage = TokenUsage.model_validate(usage)
+            target[node] = target[node] + usage if node in target else usage
+    return merged
+
+
+class InputState(BaseModel):
+    """What a caller passes to the graph: a question and, optionally, an answer to refine."""
+
+    question: str = Field(min_length=1, description="The prompt/question the answers respond to.")
+    answer: str | None = Field(
+        default=None,
+        description="The initial answer Ans0. When missing, the refiner model generates one.",
+    )
+    reference: str | None = Field(
+        default=None, description="A trusted reference answer; the judge sees it when given."
+    )
+    id: str | None = Field(default=None, description="Your id for the item; kept in the output.")
+
+
+class ChainState(InputState):
+    """The full state of one item's run: the accepted chain and every judgment behind it."""
+
+    chain: Annotated[list[Answer], operator.add] = Field(default_factory=list)
+    judgments: Annotated[list[JudgeCall], operator.add] = Field(default_factory=list)
+    decisions: Annotated[list[Decision], operator.add] = Field(default_factory=list)
+    failures: Annotated[list[Failure], operator.add] = Field(default_factory=list)
+    usage: Annotated[UsageTable, merge_usage] = Field(default_factory=dict)
+    feedback: str | None = Field(default=None, description="Feedback on the current answer.")
+    candidate: Answer | None = Field(
+        default=None, description="The refinement waiting for the judge (working field)."
+    )
+    last_rejected: Answer | None = Field(
+        default=None, description="The last refinement the judge did not accept."
+    )
+    iteration: int = Field(default=0, description="Primary refinements attempted so far.")
+    stop_reason: StopReason | None = None
+
+    @property
+    def final_answer(self) -> Answer | None:
+        """The best answer: the last accepted one."""
+        return self.chain[-1] if self.chain else None
+
+    @property
+    def accepted_refinements(self) -> int:
+        """How many refinements the judge accepted (chain length minus the initial answer)."""
+        return max(len(self.chain) - 1, 0)
+
+    def to_json_line(self) -> str:
+        """One JSON line with no newline inside, for JSONL outputs."""
+        return self.model_dump_json()
+
+    @classmethod
+    def from_json_line(cls, line: str) -> ChainState:
+        """Load a state written by `to_json_line`."""
+        return cls.model_validate_json(line)

@@ -1,0 +1,1 @@
+"""The nodes of the Refine-n-Judge graph, one module per step."""

@@ -1,0 +1,191 @@
+"""The one place nodes get their chat models from.
+
+Models come from the run's `Context` (names resolved with `init_chat_model` or as an
+OpenAI-compatible endpoint) unless the graph was built with model objects, which win.
+Built models are cached per settings, so thousands of items share their HTTP clients.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from langchain_core.language_models import BaseChatModel
+
+from graph.context import Context
+
+try:  # the provider names `init_chat_model` accepts as a `provider:` prefix
+    from langchain.chat_models.base import _BUILTIN_PROVIDERS as _KNOWN_PROVIDERS
+except ImportError:  # pragma: no cover - older/newer langchain
+    _KNOWN_PROVIDERS = {"openai", "anthropic", "azure_openai", "ollama", "groq", "mistralai"}
+
+CLIENT_MAX_RETRIES = 3
+"""Retries the HTTP client itself makes on 429/5xx/timeouts, with its own backoff."""
+
+
+class ModelConfigError(ValueError):
+    """A model setting that cannot be turned into a chat model."""
+
+
+@dataclass(frozen=True)
+class NamedModel:
+    """A chat model with the name it is recorded under in the state and the traces."""
+
+    name: str
+    model: BaseChatModel
+
+    @property
+    def is_openai_compatible(self) -> bool:
+        """True for ChatOpenAI and its subclasses (json mode and logprobs are available)."""
+        try:
+            from langchain_openai.chat_models.base import BaseChatOpenAI
+        except ImportError:  # pragma: no cover
+            return False
+        return isinstance(self.model, BaseChatOpenAI)
+
+
+def model_display_name(model: BaseChatModel) -> str:
+    """The model's own name (`model_name`/`model`), else its class name."""
+    for attr in ("model_name", "model", "model_id"):
+        value = getattr(model, attr, None)
+        if isinstance(value, str) and value:
+            return value
+    return type(model).__name__
+
+
+@dataclass
+class ModelProvider:
+    """Resolves the refiner, alternate refiner and judges for a run.
+
+    `refiner`, `alternate_refiner` and `judges` are optional model objects given when
+    building the graph in Python; they override the names in the context.
+    """
+
+    refiner: BaseChatModel | None = None
+    alternate_refiner: BaseChatModel | None = None
+    judges: Sequence[BaseChatModel] | None = None
+    _cache: dict[tuple[object, ...], NamedModel] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def get_refiner(self, ctx: Context) -> NamedModel:
+        """The primary refiner (also writes feedback and the initial answer)."""
+        if self.refiner is not None:
+            return NamedModel(model_display_name(self.refiner), self.refiner)
+        return self._from_name(ctx.refiner, ctx, temperature=ctx.temperature)
+
+    def get_alternate_refiner(self, ctx: Context) -> NamedModel | None:
+        """The alternate refiner, or None when none is configured."""
+        if self.alternate_refiner is not None:
+            return NamedModel(model_display_name(self.alternate_refiner), self.alternate_refiner)
+        if ctx.alternate_refiner is None:
+            return None
+        return self._from_name(ctx.alternate_refiner, ctx, temperature=ctx.temperature)
+
+    def get_judges(self, ctx: Context) -> list[NamedModel]:
+        """The judge models; the refiner model (at judge temperature) when none is set."""
+        if self.judges:
+            return [NamedModel(model_display_name(m), m) for m in self.judges]
+        if ctx.judges:
+            return [self._from_name(n, ctx, temperature=ctx.judge_temperature) for n in ctx.judges]
+        if self.refiner is not None:
+            return [NamedModel(model_display_name(self.refiner), self.refiner)]
+        return [self._from_name(ctx.refiner, ctx, temperature=ctx.judge_temperature)]
+
+    def check(self, ctx: Context) -> None:
+        """Refuse settings that cannot work, before any model is called."""
+        n_judges = len(self.judges) if self.judges else max(len(ctx.judges), 1)
+        if ctx.quorum > n_judges:
+            raise ModelConfigError(
+                f"quorum={ctx.quorum} is more than the {n_judges} judge(s) configured"
+            )
+
+    def _from_name(self, name: str | None, ctx: Context, *, temperature: float) -> NamedModel:
+        key = (name, ctx.base_url, temperature, ctx.max_tokens, ctx.request_timeout)
+        with self._lock:
+            cached = self._cache.get(key)
+            if cached is None:
+                cached = self._cache[key] = build_chat_model(
+                    name,
+                    base_url=ctx.base_url,
+                    temperature=temperature,
+                    max_tokens=ctx.max_tokens,
+                    timeout=ctx.request_timeout,
+                )
+        return cached
+
+
+def build_chat_model(
+    name: str | None,
+    *,
+    base_url: str | None = None,
+    temperature: float = 0.0,
+    max_tokens: int | None = None,
+    timeout: float = 120.0,
+) -> NamedModel:
+    """Make a chat model from a name.
+
+    - `provider:model` with a provider `init_chat_model` knows: that provider.
+    - a bare name with `base_url`: an OpenAI-compatible endpoint (vLLM, llama.cpp, Ollama).
+    - None: the default model from the settings (env vars; the embedded model otherwise).
+    """
+    if name is None:
+        from refine_n_judge.settings import default_endpoint
+
+        endpoint = default_endpoint()
+        name, base_url = endpoint.model, endpoint.base_url
+        if base_url is not None:
+            return _openai_compatible(
+                name, base_url, endpoint.api_key, temperature, max_tokens, timeout
+            )
+    provider, sep, _ = name.partition(":")
+    if base_url and not (sep and provider in _KNOWN_PROVIDERS):
+        return _openai_compatible(name, base_url, None, temperature, max_tokens, timeout)
+    if not (sep and provider in _KNOWN_PROVIDERS):
+        from langchain.chat_models.base import _attempt_infer_model_provider
+
+        if _attempt_infer_model_provider(name) is None:
+            raise ModelConfigError(
+                f"cannot tell which provider serves model {name!r}: write it as "
+                "`provider:model` (e.g. `openai:gpt-4o-mini`) or give a base_url for an "
+                "OpenAI-compatible endpoint"
+            )
+    from langchain.chat_models import init_chat_model
+
+    try:
+        model = init_chat_model(
+            name,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            timeout=timeout,
+            max_retries=CLIENT_MAX_RETRIES,
+        )
+    except (ImportError, ValueError) as exc:
+        raise ModelConfigError(f"cannot build model {name!r}: {exc}") from exc
+    return NamedModel(name, model)
+
+
+def _openai_compatible(
+    name: str,
+    base_url: str,
+    api_key: str | None,
+    temperature: float,
+    max_tokens: int | None,
+    timeout: float,
+) -> NamedModel:
+    from langchain_openai import ChatOpenAI
+
+    from refine_n_judge.settings import endpoint_api_key
+
+    model = ChatOpenAI(
+        model=name,
+        base_url=base_url,
+        # Local servers ignore the key, but the client insists on one.
+        api_key=api_key or endpoint_api_key() or "not-needed",  # type: ignore[arg-type]
+        temperature=temperature,
+        max_tokens=max_tokens,
+        timeout=timeout,
+        max_retries=CLIENT_MAX_RETRIES,
+        stream_usage=True,
+    )
+    return NamedModel(name, model)
