@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from langchain_core.language_models import BaseChatModel
+from langchain_core.rate_limiters import BaseRateLimiter
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
@@ -40,9 +41,19 @@ def make_builder(
     refiner: BaseChatModel | None = None,
     judges: Sequence[BaseChatModel] | None = None,
     alternate_refiner: BaseChatModel | None = None,
+    rate_limiter: BaseRateLimiter | None = None,
 ) -> StateGraph[ChainState, Context, InputState, ChainState]:
-    """The uncompiled graph; model objects given here override the context's model names."""
-    models = ModelProvider(refiner=refiner, judges=judges, alternate_refiner=alternate_refiner)
+    """The uncompiled graph; model objects given here override the context's model names.
+
+    `rate_limiter` (e.g. LangChain's `InMemoryRateLimiter`) paces every model built from a
+    name in the context; model objects you pass carry their own.
+    """
+    models = ModelProvider(
+        refiner=refiner,
+        judges=judges,
+        alternate_refiner=alternate_refiner,
+        rate_limiter=rate_limiter,
+    )
     builder = StateGraph(
         ChainState, context_schema=Context, input_schema=InputState, output_schema=ChainState
     )
@@ -89,11 +100,17 @@ def build_graph(
     refiner: BaseChatModel | None = None,
     judges: Sequence[BaseChatModel] | None = None,
     alternate_refiner: BaseChatModel | None = None,
+    rate_limiter: BaseRateLimiter | None = None,
     checkpointer: BaseCheckpointSaver | None = None,
     name: str = GRAPH_NAME,
 ) -> CompiledStateGraph[ChainState, Context, InputState, ChainState]:
     """A compiled Refine-n-Judge graph, optionally with your own chat model objects."""
-    builder = make_builder(refiner=refiner, judges=judges, alternate_refiner=alternate_refiner)
+    builder = make_builder(
+        refiner=refiner,
+        judges=judges,
+        alternate_refiner=alternate_refiner,
+        rate_limiter=rate_limiter,
+    )
     compiled = builder.compile(checkpointer=checkpointer, name=name)
     return compiled.with_config(recursion_limit=RECURSION_LIMIT)
 

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from langchain_core.language_models import BaseChatModel
+from langchain_core.rate_limiters import BaseRateLimiter
 
 from graph.context import Context
 
@@ -59,12 +60,14 @@ class ModelProvider:
     """Resolves the refiner, alternate refiner and judges for a run.
 
     `refiner`, `alternate_refiner` and `judges` are optional model objects given when
-    building the graph in Python; they override the names in the context.
+    building the graph in Python; they override the names in the context. `rate_limiter`
+    is shared by every model built from a name (a global requests-per-second budget).
     """
 
     refiner: BaseChatModel | None = None
     alternate_refiner: BaseChatModel | None = None
     judges: Sequence[BaseChatModel] | None = None
+    rate_limiter: BaseRateLimiter | None = None
     _cache: dict[tuple[object, ...], NamedModel] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -111,6 +114,7 @@ class ModelProvider:
                     temperature=temperature,
                     max_tokens=ctx.max_tokens,
                     timeout=ctx.request_timeout,
+                    rate_limiter=self.rate_limiter,
                 )
         return cached
 
@@ -122,6 +126,7 @@ def build_chat_model(
     temperature: float = 0.0,
     max_tokens: int | None = None,
     timeout: float = 120.0,
+    rate_limiter: BaseRateLimiter | None = None,
 ) -> NamedModel:
     """Make a chat model from a name.
 
@@ -135,12 +140,15 @@ def build_chat_model(
         endpoint = default_endpoint()
         name, base_url = endpoint.model, endpoint.base_url
         if base_url is not None:
+            key = endpoint.api_key.get_secret_value() if endpoint.api_key else None
             return _openai_compatible(
-                name, base_url, endpoint.api_key, temperature, max_tokens, timeout
+                name, base_url, key, temperature, max_tokens, timeout, rate_limiter
             )
     provider, sep, _ = name.partition(":")
     if base_url and not (sep and provider in _KNOWN_PROVIDERS):
-        return _openai_compatible(name, base_url, None, temperature, max_tokens, timeout)
+        return _openai_compatible(
+            name, base_url, None, temperature, max_tokens, timeout, rate_limiter
+        )
     if not (sep and provider in _KNOWN_PROVIDERS):
         from langchain.chat_models.base import _attempt_infer_model_provider
 
@@ -159,6 +167,7 @@ def build_chat_model(
             max_tokens=max_tokens,
             timeout=timeout,
             max_retries=CLIENT_MAX_RETRIES,
+            rate_limiter=rate_limiter,
         )
     except (ImportError, ValueError) as exc:
         raise ModelConfigError(f"cannot build model {name!r}: {exc}") from exc
@@ -172,6 +181,7 @@ def _openai_compatible(
     temperature: float,
     max_tokens: int | None,
     timeout: float,
+    rate_limiter: BaseRateLimiter | None,
 ) -> NamedModel:
     from langchain_openai import ChatOpenAI
 
@@ -187,5 +197,6 @@ def _openai_compatible(
         timeout=timeout,
         max_retries=CLIENT_MAX_RETRIES,
         stream_usage=True,
+        rate_limiter=rate_limiter,
     )
     return NamedModel(name, model)
