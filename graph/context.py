@@ -18,6 +18,9 @@ DEFAULT_CRITERIA: tuple[str, ...] = (
     "relevance",
 )
 
+JudgeScoring = Literal["auto", "pairwise", "pointwise"]
+PointwiseAspect = Literal["overall", "per_criterion"]
+VoteTrigger = Literal["always", "low_confidence"]
 StructuredOutputMethod = Literal["auto", "prompt", "json_mode", "function_calling", "json_schema"]
 AlternateTrigger = Literal["rejection", "rejection_or_low_confidence"]
 
@@ -88,6 +91,41 @@ class Context(BaseModel):
     )
     judge_temperature: float = Field(
         default=0.0, ge=0.0, le=2.0, description="Sampling temperature of the judge models."
+    )
+    judge_scoring: JudgeScoring = Field(
+        default="auto",
+        description=(
+            "`pairwise`: the paper's judge, both answers in one prompt, positions swapped. "
+            "`pointwise`: each answer rated 1-9 on its own; its score is the expected digit "
+            "under the token logprobs (the written digit when the endpoint gives none). "
+            "`auto`: pointwise for the embedded 1.5B model (its pairwise verdicts are near "
+            "chance), pairwise for every other model."
+        ),
+    )
+    pointwise_margin: float = Field(
+        default=0.2,
+        ge=0.0,
+        le=8.0,
+        description="Pointwise: how much higher (1-9 scale) the refinement must score to win.",
+    )
+    pointwise_aspect: PointwiseAspect = Field(
+        default="overall",
+        description="Pointwise: one overall rating, or one rating per criterion (averaged).",
+    )
+    judge_logprobs: bool = Field(
+        default=True,
+        description=(
+            "Ask OpenAI-compatible judges for token logprobs, giving pairwise verdicts a "
+            "probability and pointwise scores an expectation."
+        ),
+    )
+    vote_trigger: VoteTrigger = Field(
+        default="always",
+        description=(
+            "With several judges: `always` asks all; `low_confidence` asks the first judge and "
+            "the others only when its verdict is not a confident win or loss "
+            "(confidence below `confidence_threshold`)."
+        ),
     )
     quorum: int = Field(
         default=1,

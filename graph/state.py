@@ -34,6 +34,9 @@ StopReason = Literal[
 ]
 
 JudgeMode = Literal["pairwise", "pointwise"]
+ScoreSource = Literal["logprobs", "sampled", "cached"]
+"""Where a pointwise score came from: the expected digit under the token logprobs, the
+digit the model wrote (the endpoint gave no logprobs), or the previous iteration's score."""
 Position = Literal["refined_first", "refined_second", "alone"]
 """Where the refined answer sat in a judge call (`alone` for pointwise scoring)."""
 
@@ -56,7 +59,11 @@ class Answer(BaseModel):
 
 
 class JudgeCall(BaseModel):
-    """One judge call: one ordering of the pair (pairwise) or one answer (pointwise)."""
+    """One judgment of the candidate against the current answer by one judge model.
+
+    Pairwise: one call, one ordering of the pair. Pointwise: each answer scored on its own
+    (the two scores, and the margin rule's winner, in one record; position `alone`).
+    """
 
     iteration: int
     judge_model: str
@@ -72,6 +79,13 @@ class JudgeCall(BaseModel):
     confidence: float | None = Field(
         default=None,
         description="Probability (from logprobs) or normalised score margin behind this call.",
+    )
+    probability_refined: float | None = Field(
+        default=None,
+        description="Pairwise with logprobs: the judge's probability that the refinement wins.",
+    )
+    score_source: ScoreSource | None = Field(
+        default=None, description="Pointwise: where the refined answer's score came from."
     )
     raw: str | None = Field(
         default=None, description="The judge's raw reply, kept when it could not be parsed."

@@ -8,7 +8,7 @@ last raw reply, which the node records as a failure.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
 
@@ -63,8 +63,10 @@ async def call_text(
     ctx: Context,
     config: RunnableConfig,
     bind: dict[str, Any] | None = None,
+    validate: Callable[[str], object] | None = None,
 ) -> CallResult[str]:
-    """A free-text reply; an empty reply or a refusal is retried like a parse failure."""
+    """A free-text reply; an empty reply, a refusal, or text `validate` rejects (by raising
+    `ReplyParseError`) is retried like a parse failure."""
 
     def parse(message: AIMessage) -> str:
         text = message_text(message).strip()
@@ -73,6 +75,8 @@ async def call_text(
             raise ReplyParseError(f"the model refused: {refusal}")
         if not text:
             raise ReplyParseError("the reply is empty")
+        if validate is not None:
+            validate(text)
         return text
 
     runnable: Runnable[Any, Any] = model.model.bind(**bind) if bind else model.model
@@ -86,12 +90,16 @@ async def call_json(
     *,
     ctx: Context,
     config: RunnableConfig,
+    bind: dict[str, Any] | None = None,
 ) -> CallResult[T]:
-    """A reply parsed into `schema`, by the structured-output method the context picks."""
+    """A reply parsed into `schema`, by the structured-output method the context picks.
+
+    `bind` adds request arguments (e.g. logprobs) for the `prompt` and `json_mode` methods.
+    """
     method = resolve_method(ctx, model)
-    runnable: Runnable[Any, Any] = model.model
+    runnable: Runnable[Any, Any] = model.model.bind(**bind) if bind else model.model
     if method == "json_mode" and model.is_openai_compatible:
-        runnable = model.model.bind(response_format={"type": "json_object"})
+        runnable = model.model.bind(response_format={"type": "json_object"}, **(bind or {}))
     elif method in ("function_calling", "json_schema"):
         runnable = model.model.with_structured_output(schema, method=method, include_raw=True)
 

@@ -17,6 +17,7 @@ Handler = Callable[[str, str], "str | BaseException | object"]
 
 ROLE_MARKERS = {
     "judge": "evaluating two answers",
+    "rate": "rating one answer",
     "refine": "Refine the answer using the feedback",
     "feedback": "Give feedback for improving the answer",
     "initial": "Answer the question below",
