@@ -1,0 +1,1 @@
+"""Refine-n-Judge: iterative refinement verified by a position-swapped LLM judge."""
