@@ -32,13 +32,9 @@ def call_config(
     **extra: Any,
 ) -> RunnableConfig:
     """Name, tags and metadata for one model call, so its trace says what it was."""
-    metadata: dict[str, Any] = {
-        "item_id": state.id,
-        "iteration": iteration,
-        "role": role,
-        "model": model,
-        **extra,
-    }
+    metadata: dict[str, Any] = {"iteration": iteration, "role": role, "model": model, **extra}
+    if state.id is not None:  # else keep an item_id the caller put in the run's metadata
+        metadata["item_id"] = state.id
     tags = [f"role:{role}", f"model:{model}", f"iteration:{iteration}"]
     tags += [f"{key}:{value}" for key, value in extra.items() if isinstance(value, str)]
     return RunnableConfig(run_name=run_name, tags=tags, metadata=metadata)
