@@ -1,0 +1,167 @@
+"""The `refine-n-judge` command line (also `python -m refine_n_judge.cli`).
+
+Subcommands are registered in `SUBCOMMANDS`, one entry each (name, help, a function that
+adds its flags, a function that runs it and returns the exit code); heavy imports happen
+inside the run functions, so `--help` and `prepare` start fast.
+
+Exit codes: 0 success, 1 some items failed or the run could not go on (curate), 2 bad
+settings (nothing was run), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+EXIT_FAILED = 1
+EXIT_SETTINGS = 2
+EXIT_INTERRUPTED = 130
+
+
+@dataclass(frozen=True)
+class Subcommand:
+    """One `refine-n-judge <name>` subcommand."""
+
+    name: str
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+# --------------------------------------------------------------------------- curate
+
+
+def _add_curate_arguments(parser: argparse.ArgumentParser) -> None:
+    from refine_n_judge.curate.options import add_curate_arguments
+
+    add_curate_arguments(parser)
+
+
+def _run_curate(args: argparse.Namespace) -> int:
+    from refine_n_judge.curate import curate
+    from refine_n_judge.curate.options import options_from_args
+
+    return curate(options_from_args(args))
+
+
+# --------------------------------------------------------------------------- serve-model
+
+
+def _add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    from refine_n_judge.embedded import add_serve_arguments
+
+    add_serve_arguments(parser)
+
+
+def _run_serve_model(args: argparse.Namespace) -> int:
+    from refine_n_judge.embedded import serve_main
+
+    return serve_main(args)
+
+
+# --------------------------------------------------------------------------- prepare
+
+
+def _add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--skip-model",
+        action="store_true",
+        help="only seed the tokenizer cache; leave the embedded model alone",
+    )
+
+
+def _run_prepare(args: argparse.Namespace) -> int:
+    """Seed tiktoken's cache; assemble and verify the embedded model when it is installed."""
+    from refine_n_judge.tokens import TokenizerUnavailableError, ensure_tiktoken_cache
+
+    try:
+        directory = ensure_tiktoken_cache()
+    except TokenizerUnavailableError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"tokenizer: tiktoken encodings ready in {directory}")
+    if args.skip_model:
+        return 0
+
+    from refine_n_judge.embedded import (
+        EmbeddedModelError,
+        ModelIntegrityError,
+        assemble_model,
+        require_llama_cpp_server,
+    )
+
+    try:
+        require_llama_cpp_server()
+        path = assemble_model()
+    except ModelIntegrityError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except EmbeddedModelError as exc:
+        print(f"embedded model: not available ({exc})")
+        print(
+            "note: runs need --base-url, REFINE_N_JUDGE_BASE_URL/MODEL or OPENAI_API_KEY "
+            "until the local extra is installed"
+        )
+        return 0
+    print(f"embedded model: verified {path} (sha256 matches the official file)")
+    return 0
+
+
+SUBCOMMANDS: list[Subcommand] = [
+    Subcommand(
+        "curate",
+        "run Refine-n-Judge over a dataset: chains, SFT rows, DPO pairs, failures, run report",
+        _add_curate_arguments,
+        _run_curate,
+    ),
+    Subcommand(
+        "serve-model",
+        "serve the embedded local model on 127.0.0.1 (OpenAI-compatible)",
+        _add_serve_arguments,
+        _run_serve_model,
+    ),
+    Subcommand(
+        "prepare",
+        "seed the tokenizer cache and assemble + verify the embedded model (run by make setup)",
+        _add_prepare_arguments,
+        _run_prepare,
+    ),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser with every registered subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="refine-n-judge",
+        description="Refine-n-Judge: iterative refinement verified by an LLM judge.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for sub in SUBCOMMANDS:
+        sub_parser = commands.add_parser(sub.name, help=sub.help, description=sub.help)
+        sub.add_arguments(sub_parser)
+        sub_parser.set_defaults(run=sub.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse `argv` and run the subcommand; the process exit code."""
+    from refine_n_judge.curate.errors import CurateError, SettingsError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args))
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_SETTINGS
+    except CurateError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,157 @@
+"""The checks `curate` makes before anything runs: inputs, models, endpoint, settings.
+
+Each refuses with a `SettingsError` whose message names the flag or file at fault and
+says what to do; none calls a model or changes the output directory.
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from graph.context import Context
+from refine_n_judge.curate.errors import SettingsError, SettingsMismatchError
+from refine_n_judge.curate.options import CurateOptions, redact_url
+from refine_n_judge.curate.outputs import OutputDir
+from refine_n_judge.curate.readers import InputFormat, detect_format
+
+PREFLIGHT_TIMEOUT_SECONDS = 3.0
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """One input file, its format and the name its rows are reported under."""
+
+    path: Path
+    format: InputFormat
+    display: str
+
+
+def resolve_inputs(options: CurateOptions) -> list[InputFile]:
+    """Check the inputs exist and have a known format; name them for error messages."""
+    resolved: list[InputFile] = []
+    names = [path.name for path in options.inputs]
+    for path in options.inputs:
+        if not path.exists():
+            raise SettingsError(f"input file {path} does not exist")
+        fmt = detect_format(path, options.input_format)
+        if fmt == "parquet":
+            try:
+                import pyarrow.parquet  # noqa: F401
+            except ImportError as exc:
+                raise SettingsError(
+                    f"reading {path} needs pyarrow: pip install 'refine-n-judge[data]'"
+                ) from exc
+        display = path.name if names.count(path.name) == 1 else str(path)
+        resolved.append(InputFile(path=path, format=fmt, display=display))
+    return resolved
+
+
+def check_models(context: Context) -> None:
+    """Build every named model once (no call is made) so a bad name fails now."""
+    from openai import OpenAIError
+
+    from nodes.models import ModelConfigError, build_chat_model
+
+    n_judges = max(len(context.judges), 1)
+    if context.quorum > n_judges:
+        raise SettingsError(
+            f"invalid --quorum {context.quorum}: only {n_judges} judge(s) are configured "
+            "(add --judge flags or lower --quorum)"
+        )
+    names = [
+        ("--refiner", context.refiner),
+        *(("--judge", name) for name in context.judges),
+        ("--alternate-refiner", context.alternate_refiner),
+    ]
+    for flag, name in names:
+        if name is None:
+            continue
+        try:
+            build_chat_model(name, base_url=context.base_url, timeout=context.request_timeout)
+        except (ModelConfigError, ValueError, ImportError, OpenAIError) as exc:
+            first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise SettingsError(f"invalid {flag} {name!r}: {first_line}") from exc
+
+
+def endpoint_to_check(options: CurateOptions) -> str | None:
+    """The base URL the run will call, when it is one (a provider's API is not probed)."""
+    if options.context.base_url:
+        return options.context.base_url
+    if options.uses_default_model:
+        from refine_n_judge.settings import Settings
+
+        return Settings().base_url
+    return None
+
+
+def preflight(base_url: str) -> None:
+    """Refuse to start when nothing listens at the endpoint (every item would fail)."""
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SettingsError(f"invalid --base-url {redact_url(base_url)!r}: expected http(s)://host")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=PREFLIGHT_TIMEOUT_SECONDS):
+            pass
+    except OSError as exc:
+        raise SettingsError(
+            f"cannot connect to {redact_url(base_url)} ({exc.strerror or exc}); start the "
+            "model server or fix --base-url / REFINE_N_JUDGE_BASE_URL"
+        ) from exc
+
+
+def needs_embedded_model(options: CurateOptions) -> bool:
+    """True when the default model is the embedded one (no endpoint or key configured)."""
+    if not options.uses_default_model:
+        return False
+    return options.compared_settings()["default_model"].endswith("(embedded model)")
+
+
+def start_embedded_model() -> None:
+    """Start the embedded server now, so a missing install fails before the run."""
+    from refine_n_judge.embedded import EmbeddedModelError
+    from refine_n_judge.settings import embedded_server
+
+    try:
+        embedded_server()
+    except EmbeddedModelError as exc:
+        raise SettingsError(str(exc)) from exc
+
+
+def settings_differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """`key: old -> new` for every setting that differs."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        diffs: list[str] = []
+        for key in sorted(set(old) | set(new)):
+            diffs += settings_differences(old.get(key), new.get(key), f"{prefix}{key}.")
+        return diffs
+    if old != new:
+        return [f"{prefix.rstrip('.')}: {old!r} -> {new!r}"]
+    return []
+
+
+def has_items(outputs: OutputDir) -> bool:
+    """True when the directory already holds committed rows."""
+    return any(p.exists() and p.stat().st_size > 0 for p in (outputs.chains, outputs.failures))
+
+
+def check_resume_settings(
+    outputs: OutputDir, options: CurateOptions
+) -> tuple[dict[str, Any] | None, list[str]]:
+    """The previous report and how the settings changed; refuses a change unless --force."""
+    previous = outputs.read_report()
+    if previous is None or not has_items(outputs):
+        return previous, []
+    old = previous.get("compared_settings")
+    diffs = settings_differences(old, options.compared_settings())
+    if diffs and not options.force:
+        shown = "; ".join(diffs[:5]) + (f"; and {len(diffs) - 5} more" if len(diffs) > 5 else "")
+        raise SettingsMismatchError(
+            f"{outputs.path} holds a run made with other settings ({shown}); rerun with the "
+            "same settings to resume, use another --out, or pass --force to continue anyway"
+        )
+    return previous, diffs

@@ -1,0 +1,340 @@
+"""The `curate` command's flags and the validated settings they make.
+
+Every field of the graph's `Context` gets a flag of the same name (`--max-iterations`,
+`--judge-scoring`, ...), generated from the model so the CLI never drifts from it; `--judge`
+is repeatable and `--criteria` takes a comma-separated list. A flag not given leaves the
+Context default. API keys are never flags: they come from the environment only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from graph.context import Context
+from refine_n_judge.curate.errors import SettingsError
+from refine_n_judge.curate.exports import DpoPairs
+from refine_n_judge.curate.readers import INPUT_FORMATS, InputFormat
+from refine_n_judge.curate.rows import FieldMap
+
+DEFAULT_MAX_CHARS = 16_000
+DEFAULT_CONCURRENCY = 16
+EMBEDDED_CONCURRENCY = 1
+"""The embedded llama.cpp server computes one request at a time: more items in flight only
+queue up there and run into the request timeout."""
+LogFormat = Literal["text", "json"]
+
+# Context fields whose flag is not generated from the field itself.
+_SPECIAL_FLAGS = {"judges": "--judge", "criteria": "--criteria"}
+# Settings that change how fast a run goes, not what it writes: a resume may change them.
+_OPERATIONAL_CONTEXT_FIELDS = frozenset({"request_timeout"})
+
+
+class CurateOptions(BaseModel):
+    """Everything one `curate` run is told, validated."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    inputs: list[Path] = Field(min_length=1)
+    out: Path
+    input_format: InputFormat | None = None
+    fields: FieldMap = Field(default_factory=FieldMap)
+    max_chars: int = Field(default=DEFAULT_MAX_CHARS, ge=0)
+    limit: int | None = Field(default=None, ge=1)
+    context: Context = Field(default_factory=Context)
+    concurrency: int | None = Field(
+        default=None, ge=1, le=4096, description="None: 16, or 1 on the embedded model."
+    )
+    rps: float | None = Field(default=None, gt=0)
+    cache: Path | None = None
+    retry_failed: bool = False
+    force: bool = False
+    dpo_pairs: DpoPairs = "adjacent"
+    quiet: bool = False
+    log_format: LogFormat = "text"
+    prices: Path | None = None
+
+    def compared_settings(self) -> dict[str, Any]:
+        """The settings that decide what the outputs contain; a resume must match them."""
+        context = self.context.model_dump(mode="json", exclude=set(_OPERATIONAL_CONTEXT_FIELDS))
+        context["base_url"] = redact_url(context.get("base_url"))
+        return {
+            "context": context,
+            "default_model": default_model_description() if self.uses_default_model else None,
+            "fields": self.fields.model_dump(),
+            "max_chars": self.max_chars,
+            "dpo_pairs": self.dpo_pairs,
+        }
+
+    def report_settings(self) -> dict[str, Any]:
+        """Every setting for run.json: the compared ones plus the operational ones."""
+        return {
+            **self.compared_settings(),
+            "request_timeout": self.context.request_timeout,
+            "input_format": self.input_format,
+            "limit": self.limit,
+            "concurrency": self.concurrency,
+            "rps": self.rps,
+            "cache": None if self.cache is None else str(self.cache),
+        }
+
+    def effective_concurrency(self, *, embedded: bool) -> int:
+        """Items in flight: as given, else the default for the endpoint."""
+        if self.concurrency is not None:
+            return self.concurrency
+        return EMBEDDED_CONCURRENCY if embedded else DEFAULT_CONCURRENCY
+
+    @property
+    def uses_default_model(self) -> bool:
+        """True when some role has no model name and so uses the configured default."""
+        ctx = self.context
+        return ctx.refiner is None
+
+
+def redact_url(url: str | None) -> str | None:
+    """The URL without any user:password part (never write credentials)."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host += f":{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+
+
+def default_model_description() -> str:
+    """Which model a missing model name means, without starting anything.
+
+    From the environment (see `refine_n_judge.settings`); the key itself never appears.
+    """
+    from refine_n_judge.settings import Settings, default_endpoint
+
+    settings = Settings()
+    if settings.base_url or settings.model or os.environ.get("OPENAI_API_KEY"):
+        endpoint = default_endpoint(settings)
+        where = f" at {redact_url(endpoint.base_url)}" if endpoint.base_url else ""
+        return f"{endpoint.model}{where} ({endpoint.source})"
+    from refine_n_judge.embedded import MODEL_ALIAS
+
+    return f"{MODEL_ALIAS} (embedded model)"
+
+
+# --------------------------------------------------------------------------- argparse
+
+
+def flag_of(field_name: str) -> str:
+    """The CLI flag of a Context field."""
+    return _SPECIAL_FLAGS.get(field_name, "--" + field_name.replace("_", "-"))
+
+
+def add_curate_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the `curate` flags to `parser`."""
+    parser.add_argument(
+        "inputs",
+        nargs="+",
+        type=Path,
+        metavar="INPUT",
+        help="input files: .jsonl, .json (array), .csv, .tsv, .parquet (.gz for the text ones)",
+    )
+    parser.add_argument(
+        "-o", "--out", type=Path, required=True, help="output directory (created if needed)"
+    )
+
+    data = parser.add_argument_group("input")
+    data.add_argument(
+        "--input-format", choices=INPUT_FORMATS, help="format of every input (default: by name)"
+    )
+    for name, default in FieldMap().model_dump().items():
+        data.add_argument(
+            f"--{name}-field",
+            default=default,
+            metavar="NAME",
+            help=f"input field holding the {name} (default: {default}; a.b reaches nested)",
+        )
+    data.add_argument(
+        "--max-chars",
+        type=int,
+        default=DEFAULT_MAX_CHARS,
+        help="longest question/answer/reference in characters; longer rows go to failures "
+        f"(default: {DEFAULT_MAX_CHARS}; 0: no limit)",
+    )
+    data.add_argument("--limit", type=int, help="process at most this many new items")
+
+    models = parser.add_argument_group(
+        "models and loop (the graph's Context; API keys only from the environment)"
+    )
+    for name, info in Context.model_fields.items():
+        _add_context_flag(models, name, info.description or "")
+
+    run = parser.add_argument_group("run")
+    run.add_argument(
+        "--concurrency",
+        type=int,
+        help=f"items in flight at once (default: {DEFAULT_CONCURRENCY}; "
+        f"{EMBEDDED_CONCURRENCY} on the embedded model, which answers one request at a time)",
+    )
+    run.add_argument("--rps", type=float, help="most model requests per second (all models)")
+    run.add_argument(
+        "--cache",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="PATH",
+        help="cache model replies in SQLite (default path: OUT/llm_cache.sqlite), so redoing "
+        "finished work costs no calls",
+    )
+    run.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="take the items in failures.jsonl out of it and run them again",
+    )
+    run.add_argument(
+        "--force",
+        action="store_true",
+        help="resume even though the settings differ from the directory's run.json",
+    )
+    run.add_argument(
+        "--dpo-pairs",
+        choices=("adjacent", "all"),
+        default="adjacent",
+        help="adjacent: each accepted refinement over its predecessor (default); all: every "
+        "later chain answer over every earlier one. Both add the final answer over the last "
+        "rejected refinement",
+    )
+    run.add_argument(
+        "--prices",
+        type=Path,
+        help='JSON file of USD per million tokens: {"model": {"input": 0.15, "output": 0.6}}',
+    )
+    run.add_argument("-q", "--quiet", action="store_true", help="no progress and no summary")
+    run.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="text: progress bar and table; json: one JSON event per line on stderr",
+    )
+
+
+def _add_context_flag(group: argparse._ArgumentGroup, name: str, description: str) -> None:
+    flag = flag_of(name)
+    help_text = description.replace("%", "%%")
+    if name == "judges":
+        group.add_argument(
+            flag, dest="ctx_judges", action="append", metavar="MODEL", help=help_text
+        )
+        return
+    if name == "criteria":
+        group.add_argument(
+            flag,
+            dest="ctx_criteria",
+            metavar="A,B,...",
+            help=help_text + " Comma-separated.",
+        )
+        return
+    annotation = Context.model_fields[name].annotation
+    kwargs: dict[str, Any] = {"dest": f"ctx_{name}", "default": None, "help": help_text}
+    base, optional = _unwrap_optional(annotation)
+    if get_origin(base) is Literal:
+        kwargs["choices"] = get_args(base)
+    elif base is bool:
+        kwargs["action"] = argparse.BooleanOptionalAction
+    elif base in (int, float):
+        kwargs["type"] = _number_or_none(base) if optional else base
+        kwargs["metavar"] = "N" if base is int else "X"
+    else:
+        kwargs["metavar"] = "URL" if name == "base_url" else "MODEL"
+    group.add_argument(flag, **kwargs)
+
+
+def _unwrap_optional(annotation: Any) -> tuple[Any, bool]:
+    if get_origin(annotation) in (typing.Union, types.UnionType):
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        if len(args) == 1:
+            return args[0], True
+    return annotation, False
+
+
+class _ExplicitNone:
+    """What `--max-tokens none` parses to (None itself means: the flag was not given)."""
+
+    def __repr__(self) -> str:
+        return "none"
+
+
+_EXPLICIT_NONE = _ExplicitNone()
+
+
+def _number_or_none(kind: type) -> Any:
+    def parse(text: str) -> Any:
+        return _EXPLICIT_NONE if text.strip().lower() == "none" else kind(text)
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def options_from_args(args: argparse.Namespace) -> CurateOptions:
+    """Validated options from parsed flags.
+
+    Raises:
+        SettingsError: a flag has a value the settings refuse; the message names the flag.
+    """
+    context_values: dict[str, Any] = {}
+    for name in Context.model_fields:
+        value = getattr(args, f"ctx_{name}", None)
+        if value is None:
+            continue
+        if name == "criteria":
+            value = [c for c in (part.strip() for part in value.split(",")) if c]
+        context_values[name] = None if value is _EXPLICIT_NONE else value
+    fields = {name: getattr(args, f"{name}_field") for name in FieldMap.model_fields}
+    try:
+        context = Context(**context_values)
+        return CurateOptions(
+            inputs=args.inputs,
+            out=args.out,
+            input_format=args.input_format,
+            fields=FieldMap(**fields),
+            max_chars=args.max_chars,
+            limit=args.limit,
+            context=context,
+            concurrency=args.concurrency,
+            rps=args.rps,
+            cache=None if args.cache is None else Path(args.cache or args.out / "llm_cache.sqlite"),
+            retry_failed=args.retry_failed,
+            force=args.force,
+            dpo_pairs=args.dpo_pairs,
+            quiet=args.quiet,
+            log_format=args.log_format,
+            prices=args.prices,
+        )
+    except ValidationError as exc:
+        raise SettingsError(describe_validation_error(exc)) from exc
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """The first problem of a settings validation error, named by its CLI flag."""
+    error = exc.errors()[0]
+    location = [str(part) for part in error["loc"] if not str(part).isdigit()]
+    field = location[-1] if location else ""
+    if field in Context.model_fields:
+        where = flag_of(field)
+    elif field in FieldMap.model_fields and len(location) > 1:
+        where = f"--{field}-field"
+    elif field:
+        where = "--" + field.replace("_", "-")
+    else:
+        where = "settings"
+    message = error["msg"].removeprefix("Value error, ")
+    given = error.get("input")
+    if field and not isinstance(given, dict | BaseModel) and given is not None:
+        return f"invalid {where} {given!r}: {message}"
+    return f"invalid {where}: {message}"

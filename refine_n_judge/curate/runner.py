@@ -1,0 +1,253 @@
+"""The curation loop: items stream from the inputs through the graph into the outputs.
+
+One event loop; `concurrency` workers take items from a bounded queue, so however large
+the input, at most `2 * concurrency` items are read ahead and `concurrency` are in flight:
+memory stays flat. Each finished item is written (exports, then its commit row) and
+flushed before the worker takes the next one. A model that fails never raises here (the
+graph records it); anything that escapes `graph.ainvoke` is caught per item and becomes a
+failure row with stage `graph`, so one item never stops the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+
+from graph.context import Context
+from graph.state import ChainState
+from refine_n_judge.curate.errors import InputRowError
+from refine_n_judge.curate.exports import DpoPairs, dpo_rows, sft_row
+from refine_n_judge.curate.outputs import OutputDir
+from refine_n_judge.curate.progress import Counters, Reporter
+from refine_n_judge.curate.readers import ReadResult
+from refine_n_judge.curate.records import FailureRow, InputItem
+from refine_n_judge.curate.report import Tally
+
+FAILED_STOP_REASONS = frozenset({"model_error", "judge_error", "no_quorum"})
+"""Stop reasons that mean the models could not finish the item: it goes to failures."""
+
+_DONE = None  # queue sentinel
+
+
+def input_error_key(error: InputRowError) -> str:
+    """The record key of a bad input row: `<file>:<line>` (the file alone if unreadable)."""
+    return error.location
+
+
+def failure_from_input(error: InputRowError) -> FailureRow:
+    """The failures.jsonl row of a bad input row."""
+    return FailureRow(
+        id=input_error_key(error),
+        item_id=error.item_id,
+        stage="input",
+        kind=error.kind,
+        reason=error.describe(),
+        raw=error.raw,
+        source=error.source,
+        line=error.line,
+        field=error.field,
+    )
+
+
+def failure_from_state(item: InputItem, state: ChainState) -> FailureRow:
+    """The failures.jsonl row of an item the models could not finish (chain attached)."""
+    last = state.failures[-1] if state.failures else None
+    return FailureRow(
+        id=item.id,
+        item_id=item.id,
+        stage=last.stage if last is not None else "graph",
+        kind=state.stop_reason or "model_error",
+        reason=last.reason if last is not None else f"stopped with {state.stop_reason}",
+        model=last.model if last is not None else None,
+        raw=last.raw if last is not None else None,
+        iteration=last.iteration if last is not None else None,
+        source=item.source,
+        line=item.line,
+        state=state,
+    )
+
+
+def failure_from_exception(item: InputItem, exc: BaseException) -> FailureRow:
+    """The failures.jsonl row of an item whose graph run raised."""
+    return FailureRow(
+        id=item.id,
+        item_id=item.id,
+        stage="graph",
+        kind="exception",
+        reason=f"{type(exc).__name__}: {exc}",
+        source=item.source,
+        line=item.line,
+    )
+
+
+@dataclass
+class RunPlan:
+    """What the runner needs besides the items."""
+
+    graph: Any
+    context: Context
+    concurrency: int
+    dpo_pairs: DpoPairs
+    limit: int | None = None
+
+
+class CurateRunner:
+    """Runs the items of one invocation and records every one of them exactly once."""
+
+    def __init__(
+        self,
+        plan: RunPlan,
+        outputs: OutputDir,
+        tally: Tally,
+        done: set[str],
+        counters: Counters,
+        reporter: Reporter,
+    ) -> None:
+        self.plan = plan
+        self.outputs = outputs
+        self.tally = tally
+        self.done = done
+        self.counters = counters
+        self.reporter = reporter
+        self.seen: set[str] = set()
+        self.queued = 0
+
+    async def run(self, rows: Iterable[ReadResult]) -> None:
+        """Process every row not already done; returns when all are written."""
+        queue: asyncio.Queue[InputItem | None] = asyncio.Queue(maxsize=2 * self.plan.concurrency)
+        workers = [
+            asyncio.create_task(self._worker(queue), name=f"curate-worker-{n}")
+            for n in range(self.plan.concurrency)
+        ]
+        try:
+            await self._produce(rows, queue)
+            for _ in workers:
+                await queue.put(_DONE)
+            await asyncio.gather(*workers)
+        finally:
+            for worker in workers:
+                worker.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+
+    async def _produce(
+        self, rows: Iterable[ReadResult], queue: asyncio.Queue[InputItem | None]
+    ) -> None:
+        for row in rows:
+            if isinstance(row, InputRowError):
+                self._record_input_error(row)
+                continue
+            if row.id in self.seen:
+                duplicate = InputRowError(
+                    f"repeats the id {row.id!r} of an earlier row; give each row its own id "
+                    "(or drop the duplicate)",
+                    source=row.source,
+                    line=row.line,
+                    field="id",
+                    item_id=row.id,
+                    kind="duplicate_id",
+                )
+                self._record_input_error(duplicate)
+                continue
+            self.seen.add(row.id)
+            if row.id in self.done:
+                self.counters.skipped += 1
+                continue
+            if self.plan.limit is not None and self.queued >= self.plan.limit:
+                break
+            self.queued += 1
+            await queue.put(row)
+
+    def _record_input_error(self, error: InputRowError) -> None:
+        key = input_error_key(error)
+        if key in self.done:
+            self.counters.skipped += 1
+            return
+        row = failure_from_input(error)
+        self.outputs.write_failure(row)
+        self.done.add(key)
+        self.tally.add_failure(row)
+        self.counters.failed += 1
+        self.counters.input_errors += 1
+        self.reporter.input_error(error)
+
+    async def _worker(self, queue: asyncio.Queue[InputItem | None]) -> None:
+        while True:
+            item = await queue.get()
+            if item is _DONE:
+                return
+            started = time.monotonic()
+            try:
+                result = await self.plan.graph.ainvoke(
+                    item.graph_input(), context=self.plan.context, config=self._config(item)
+                )
+                state = ChainState.model_validate(result)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a bug or a bad setting: one failure row, the run goes on
+                self._record_failure(item, failure_from_exception(item, exc), None, started)
+                continue
+            if state.stop_reason in FAILED_STOP_REASONS or not state.chain:
+                self._record_failure(item, failure_from_state(item, state), state, started)
+            else:
+                self._record_chain(item, state, started)
+
+    def _config(self, item: InputItem) -> RunnableConfig:
+        """Per-item trace settings: LangSmith runs carry the item id."""
+        return RunnableConfig(
+            run_name=f"curate:{item.id}",
+            tags=["curate"],
+            metadata={"item_id": item.id, "source": item.source, "line": item.line},
+        )
+
+    def _record_chain(self, item: InputItem, state: ChainState, started: float) -> None:
+        sft = sft_row(state)
+        pairs = dpo_rows(state, self.plan.dpo_pairs)
+        self.outputs.write_chain(state, sft, pairs)
+        self.done.add(item.id)
+        self.tally.add_chain(state, sft_rows=int(sft is not None), dpo_rows=len(pairs))
+        self.counters.succeeded += 1
+        self.counters.accepted_refinements += state.accepted_refinements
+        self._finish_item(item, state, "succeeded", started, dpo=len(pairs))
+
+    def _record_failure(
+        self, item: InputItem, row: FailureRow, state: ChainState | None, started: float
+    ) -> None:
+        self.outputs.write_failure(row)
+        self.done.add(item.id)
+        self.tally.add_failure(row)
+        self.counters.failed += 1
+        self._finish_item(item, state, "failed", started, reason=row.reason)
+
+    def _finish_item(
+        self,
+        item: InputItem,
+        state: ChainState | None,
+        status: str,
+        started: float,
+        **extra: Any,
+    ) -> None:
+        tokens = 0
+        if state is not None:
+            tokens = sum(
+                u.input_tokens + u.output_tokens
+                for nodes in state.usage.values()
+                for u in nodes.values()
+            )
+        self.counters.tokens += tokens
+        self.reporter.item(
+            self.counters,
+            {
+                "id": item.id,
+                "status": status,
+                "stop_reason": None if state is None else state.stop_reason,
+                "accepted_refinements": 0 if state is None else state.accepted_refinements,
+                "tokens": tokens,
+                "seconds": round(time.monotonic() - started, 3),
+                **extra,
+            },
+        )

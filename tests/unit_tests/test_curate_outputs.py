@@ -1,0 +1,135 @@
+"""The output directory after a crash: torn last lines, exports of uncommitted items,
+retired failures, rebuilt exports, and damage it refuses to guess about."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from graph.state import Answer, ChainState
+from refine_n_judge.curate.errors import OutputCorruptError, SettingsError
+from refine_n_judge.curate.exports import dpo_rows, sft_row
+from refine_n_judge.curate.outputs import OutputDir, repair_torn_tail
+from refine_n_judge.curate.records import FailureRow
+
+
+def state(item_id: str) -> ChainState:
+    return ChainState(
+        id=item_id,
+        question=f"q {item_id}",
+        chain=[
+            Answer(text="a0", iteration=0, model="input", role="initial"),
+            Answer(text="a1", iteration=1, model="m", role="refiner"),
+        ],
+        stop_reason="rejected",
+    )
+
+
+def failure(item_id: str) -> FailureRow:
+    return FailureRow(id=item_id, stage="input", kind="malformed", reason="bad")
+
+
+def write(outputs: OutputDir, *ids: str) -> None:
+    outputs.open()
+    for item_id in ids:
+        s = state(item_id)
+        outputs.write_chain(s, sft_row(s), dpo_rows(s))
+    outputs.close()
+
+
+def scan(outputs: OutputDir) -> tuple[list[str], list[str], object]:
+    chains: list[str] = []
+    failed: list[str] = []
+    resume = outputs.scan(
+        lambda s: chains.append(str(s.id)),
+        lambda r: failed.append(r.id),
+        lambda r: None,
+        lambda s: (sft_row(s), dpo_rows(s)),
+    )
+    return chains, failed, resume
+
+
+def ids_in(path: Path) -> list[str]:
+    return [json.loads(line)["id"] for line in path.read_text().splitlines()]
+
+
+def test_repair_torn_tail_cuts_only_an_unfinished_last_line(tmp_path: Path) -> None:
+    path = tmp_path / "f.jsonl"
+    path.write_bytes(b'{"a": 1}\n{"b": 2}\n{"c": ')
+    assert repair_torn_tail(path) is True
+    assert path.read_bytes() == b'{"a": 1}\n{"b": 2}\n'
+    assert repair_torn_tail(path) is False
+    path.write_bytes(b'{"only": "torn')
+    assert repair_torn_tail(path) is True
+    assert path.read_bytes() == b""
+
+
+def test_scan_repairs_a_torn_chain_line_and_forgets_that_item(tmp_path: Path) -> None:
+    outputs = OutputDir(tmp_path)
+    write(outputs, "a", "b")
+    with open(outputs.chains, "ab") as handle:
+        handle.write(state("c").to_json_line().encode()[:50])  # killed mid-write
+    chains, _, resume = scan(outputs)
+    assert chains == ["a", "b"]
+    assert resume.repaired == ["chains.jsonl"]  # type: ignore[attr-defined]
+    assert resume.done == {"a", "b"}  # type: ignore[attr-defined]
+    assert outputs.chains.read_bytes().endswith(b"\n")
+
+
+def test_exports_of_an_item_killed_before_its_commit_are_removed(tmp_path: Path) -> None:
+    outputs = OutputDir(tmp_path)
+    write(outputs, "a")
+    # "b" got its sft and dpo rows out, then the process died before chains.jsonl.
+    s = state("b")
+    with open(outputs.sft, "ab") as handle:
+        handle.write((sft_row(s).model_dump_json() + "\n").encode())  # type: ignore[union-attr]
+    with open(outputs.dpo, "ab") as handle:
+        handle.write((dpo_rows(s)[0].model_dump_json() + "\n").encode())
+    _, _, resume = scan(outputs)
+    assert ids_in(outputs.sft) == ["a"]
+    assert ids_in(outputs.dpo) == ["a"]
+    assert resume.dropped_uncommitted == 2  # type: ignore[attr-defined]
+    assert (resume.sft_rows, resume.dpo_rows) == (1, 1)  # type: ignore[attr-defined]
+
+
+def test_missing_exports_are_rebuilt_from_chains(tmp_path: Path) -> None:
+    outputs = OutputDir(tmp_path)
+    write(outputs, "a", "b")
+    expected_sft, expected_dpo = outputs.sft.read_bytes(), outputs.dpo.read_bytes()
+    outputs.sft.unlink()
+    outputs.dpo.unlink()
+    _, _, resume = scan(outputs)
+    assert resume.rebuilt == ["sft.jsonl", "dpo.jsonl"]  # type: ignore[attr-defined]
+    assert outputs.sft.read_bytes() == expected_sft
+    assert outputs.dpo.read_bytes() == expected_dpo
+
+
+def test_failures_count_as_done_and_can_be_retired(tmp_path: Path) -> None:
+    outputs = OutputDir(tmp_path)
+    outputs.open()
+    outputs.write_failure(failure("x:3"))
+    outputs.close()
+    _, failed, resume = scan(outputs)
+    assert failed == ["x:3"] and resume.done == {"x:3"}  # type: ignore[attr-defined]
+    assert outputs.retire_failures() == 1
+    _, failed, resume = scan(outputs)
+    assert failed == [] and resume.done == set()  # type: ignore[attr-defined]
+    assert ids_in(outputs.retired_failures) == ["x:3"]
+
+
+def test_a_damaged_line_that_is_not_the_last_is_refused(tmp_path: Path) -> None:
+    outputs = OutputDir(tmp_path)
+    write(outputs, "a")
+    content = outputs.chains.read_text()
+    outputs.chains.write_text("{not json}\n" + content)
+    with pytest.raises(OutputCorruptError, match=r"chains.jsonl:1 is not a valid ChainState"):
+        scan(outputs)
+
+
+def test_an_unwritable_output_directory_is_a_settings_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(SettingsError, match="cannot write to the output directory"):
+        OutputDir(blocker / "out").create()
