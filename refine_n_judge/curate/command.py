@@ -137,6 +137,10 @@ def curate(options: CurateOptions, reporter: Reporter | None = None) -> int:
     endpoint = endpoint_to_check(options)
     if endpoint is not None:
         preflight(endpoint)
+    if options.engine == "ray":
+        from refine_n_judge.curate.ray_engine import curate_on_ray
+
+        return curate_on_ray(options, files, outputs, prices, previous, changed, reporter)
     embedded = needs_embedded_model(options)
     if embedded:
         start_embedded_model()

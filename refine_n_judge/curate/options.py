@@ -30,6 +30,7 @@ EMBEDDED_CONCURRENCY = 1
 """The embedded llama.cpp server computes one request at a time: more items in flight only
 queue up there and run into the request timeout."""
 LogFormat = Literal["text", "json"]
+Engine = Literal["local", "ray"]
 
 # Context fields whose flag is not generated from the field itself.
 _SPECIAL_FLAGS = {"judges": "--judge", "criteria": "--criteria"}
@@ -60,6 +61,13 @@ class CurateOptions(BaseModel):
     quiet: bool = False
     log_format: LogFormat = "text"
     prices: Path | None = None
+    engine: Engine = "local"
+    ray_address: str | None = Field(
+        default=None, description="None: RAY_ADDRESS, else `local` (see ray_engine)."
+    )
+    actors: int = Field(default=1, ge=1, le=4096)
+    in_flight_per_actor: int | None = Field(default=None, ge=1, le=4096)
+    blocks: int | None = Field(default=None, ge=1)
 
     def compared_settings(self) -> dict[str, Any]:
         """The settings that decide what the outputs contain; a resume must match them."""
@@ -83,6 +91,7 @@ class CurateOptions(BaseModel):
             "concurrency": self.concurrency,
             "rps": self.rps,
             "cache": None if self.cache is None else str(self.cache),
+            "engine": self.engine,
         }
 
     def effective_concurrency(self, *, embedded: bool) -> int:
@@ -222,6 +231,33 @@ def add_curate_arguments(parser: argparse.ArgumentParser) -> None:
         default="text",
         help="text: progress bar and table; json: one JSON event per line on stderr",
     )
+    _add_ray_arguments(parser)
+
+
+def _add_ray_arguments(parser: argparse.ArgumentParser) -> None:
+    """The `--engine` flag and the Ray engine's flags (see `refine_n_judge.curate.ray_engine`)."""
+    ray = parser.add_argument_group(
+        "engine (--engine ray needs: pip install 'refine-n-judge[ray]')"
+    )
+    ray.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="local: one process (default); ray: Ray Data actors, locally or on a cluster",
+    )
+    ray.add_argument(
+        "--ray-address",
+        metavar="ADDRESS",
+        help="local (a private Ray on 127.0.0.1), auto, or host:port "
+        "(default: RAY_ADDRESS, else local)",
+    )
+    ray.add_argument("--actors", type=int, default=1, help="Ray actors running the graph")
+    ray.add_argument(
+        "--in-flight-per-actor",
+        type=int,
+        help="items in flight in each actor (default: --concurrency split across the actors)",
+    )
+    ray.add_argument("--blocks", type=int, help="blocks the input is split into (default: auto)")
 
 
 def _add_context_flag(group: argparse._ArgumentGroup, name: str, description: str) -> None:
@@ -315,6 +351,11 @@ def options_from_args(args: argparse.Namespace) -> CurateOptions:
             quiet=args.quiet,
             log_format=args.log_format,
             prices=args.prices,
+            engine=getattr(args, "engine", "local"),
+            ray_address=getattr(args, "ray_address", None),
+            actors=getattr(args, "actors", 1),
+            in_flight_per_actor=getattr(args, "in_flight_per_actor", None),
+            blocks=getattr(args, "blocks", None),
         )
     except ValidationError as exc:
         raise SettingsError(describe_validation_error(exc)) from exc

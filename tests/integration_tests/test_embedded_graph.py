@@ -24,10 +24,12 @@ pytestmark = [
     ),
 ]
 
+# At temperature 0 the embedded refiner fixes this acronym (checked on this build), so the
+# run deterministically reaches the judge.
 ITEM = {
-    "id": "gpu",
-    "question": "What does GPU stand for in computing?",
-    "answer": "GPU stands for General Processing Unit.",
+    "id": "nasa",
+    "question": "What does the acronym NASA stand for?",
+    "answer": "NASA stands for the National Aerospace Science Administration.",
 }
 
 
@@ -53,9 +55,7 @@ def test_one_full_iteration_with_the_swapped_pairwise_judge(server: EmbeddedServ
     candidate = state.chain[1] if decision.accepted else state.last_rejected
     assert candidate is not None and candidate.model == MODEL_ALIAS
     assert candidate.feedback and candidate.text.strip()
-    if decision.outcome == "identical":
-        assert state.judgments == [] and state.stop_reason == "identical"
-        return
+    assert decision.outcome != "identical", "the refiner repeated the answer"
     assert [j.position for j in state.judgments] == ["refined_first", "refined_second"]
     for call in state.judgments:
         assert call.mode == "pairwise" and call.judge_model == MODEL_ALIAS
@@ -77,8 +77,7 @@ def test_one_full_iteration_with_the_swapped_pairwise_judge(server: EmbeddedServ
 def test_pointwise_scores_come_from_logprobs(server: EmbeddedServer) -> None:
     state = run(server, judge_scoring="auto")  # auto = pointwise on the embedded model
     assert state.failures == [], state.failures
-    if state.decisions[0].outcome == "identical":
-        pytest.fail("the refiner repeated the answer; the pointwise judge was never asked")
+    assert state.decisions[0].outcome != "identical", "the refiner repeated the answer"
     call = state.judgments[0]
     assert call.mode == "pointwise" and call.score_source == "logprobs"
     assert call.total_refined is not None and 1.0 <= call.total_refined <= 9.0

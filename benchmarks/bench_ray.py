@@ -1,0 +1,108 @@
+"""Benchmark `curate --engine ray` against the single-process engine on one machine.
+
+    .venv/bin/python benchmarks/bench_ray.py [--items 1000] [--in-flight 16] [--latency 0.05]
+
+One fake OpenAI-compatible server process (fixed latency per reply; the script of
+`bench_curate.py`: 8 calls per item, 6 of them one after another). Three `curate` CLI
+processes on the same input and the same total number of items in flight:
+
+- local: `--concurrency IN_FLIGHT`
+- ray, 1 actor: `--engine ray --actors 1 --in-flight-per-actor IN_FLIGHT`
+- ray, 2 actors: `--engine ray --actors 2 --in-flight-per-actor IN_FLIGHT/2`
+
+Wall time is the whole process (a private local Ray's start and stop included). One
+machine cannot show Ray's scaling: with the same in-flight count the model server sets the
+pace; what this shows is Ray's fixed cost and that actors keep the same throughput. Not
+collected by pytest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESPONDER = "benchmarks.bench_curate:responder"
+
+
+def start_server(work: Path, latency: float) -> tuple[subprocess.Popen[bytes], str]:
+    """The fake server in its own process; it and its base URL."""
+    port_file = work / "port"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "refine_n_judge.testing.fake_openai", "--responder", RESPONDER,
+         "--latency", str(latency), "--port-file", str(port_file)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while not port_file.exists():
+        if time.monotonic() > deadline or process.poll() is not None:
+            raise RuntimeError("the fake server did not start")
+        time.sleep(0.05)
+    return process, f"http://127.0.0.1:{int(port_file.read_text())}/v1"
+
+
+def run(name: str, data: Path, out: Path, url: str, flags: list[str]) -> dict[str, object]:
+    """One curate process; its figures."""
+    command = [sys.executable, "-m", "refine_n_judge.cli", "curate", str(data), "--out",
+               str(out), "--refiner", "fake", "--base-url", url, "--quiet", *flags]  # fmt: skip
+    started = time.perf_counter()
+    completed = subprocess.run(command, cwd=ROOT, stderr=subprocess.DEVNULL, check=False)
+    wall = time.perf_counter() - started
+    if completed.returncode != 0:
+        raise RuntimeError(f"{name} exited with {completed.returncode}")
+    report = json.loads((out / "run.json").read_text())
+    return {"name": name, "wall": wall, "items": report["counts"]["succeeded"]}
+
+
+def main() -> int:
+    """Run the three configurations and print a Markdown table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, default=1000)
+    parser.add_argument("--in-flight", type=int, default=16)
+    parser.add_argument("--latency", type=float, default=0.05)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-ray-") as tmp:
+        work = Path(tmp)
+        data = work / "in.jsonl"
+        data.write_text(
+            "".join(
+                json.dumps({"id": f"item-{i}", "question": f"What is {i}?", "answer": "v0"}) + "\n"
+                for i in range(args.items)
+            )
+        )
+        server, url = start_server(work, args.latency)
+        try:
+            n = args.in_flight
+            results = [
+                run("local engine", data, work / "local", url, ["--concurrency", str(n)]),
+                run("ray, 1 actor", data, work / "ray1", url,
+                    ["--engine", "ray", "--actors", "1", "--in-flight-per-actor", str(n)]),
+                run("ray, 2 actors", data, work / "ray2", url,
+                    ["--engine", "ray", "--actors", "2",
+                     "--in-flight-per-actor", str(max(1, n // 2))]),
+            ]  # fmt: skip
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
+    base = float(results[0]["wall"])  # type: ignore[arg-type]
+    print(f"{args.items} items, {args.in_flight} in flight in total, {args.latency}s per reply")
+    print("| engine | items | wall (s) | items/s | wall / local |")
+    print("|---|---|---|---|---|")
+    for r in results:
+        wall = float(r["wall"])  # type: ignore[arg-type]
+        print(
+            f"| {r['name']} | {r['items']} | {wall:.1f} | {int(r['items']) / wall:.1f} "  # type: ignore[call-overload]
+            f"| {wall / base:.2f} |"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

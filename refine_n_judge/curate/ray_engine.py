@@ -1,0 +1,512 @@
+"""`curate --engine ray`: the same graph run by Ray Data actors, locally or on a cluster.
+
+The pipeline (measured on ray 2.60, see issue 7)::
+
+    stage (driver)  ->  read_json  ->  map_batches(CurateActor, concurrency=N)  ->  write_json
+    inputs, ids,        Arrow           each actor: the graph compiled once,        one shard
+    input errors        reader          many graph.ainvoke under a semaphore        per block
+                                                        |
+    merge (driver): shards -> chains.jsonl, sft.jsonl, dpo.jsonl, failures.jsonl, run.json
+
+Staging: the driver reads every input with the single-process engine's readers, so items
+get the same stable ids and bad rows the same failure rows, and writes the items still to
+do to `OUT/.ray_work/input.jsonl` (`--limit` applies here). Ray reads that file with its
+Arrow JSON reader (the pandas `lines=True` path is avoided).
+
+Actors: `CurateActor.__call__` is a coroutine, so Ray runs it on one event loop per actor
+process for the actor's whole life (langchain-openai binds its cached async HTTP client to
+the first loop it ran on; see `event_loop.py`). Ray runs at most 4 batches of an async actor
+at once, so the batch size is half the items in flight per actor (>= in-flight / 4, as the
+ceiling needs) and a semaphore keeps exactly `in_flight_per_actor` graph runs going.
+Anything a graph run raises becomes that row's failure row: by default one exception fails
+the whole Ray job, and with `max_errored_blocks` Ray would drop the whole block. An actor
+process that dies is restarted by Ray (`max_restarts=-1`) and its block retried. The global
+`--rps` is split evenly across the actors (each has its own token bucket).
+
+Exactly once, and why not `CheckpointConfig`: resume is the project's own, over the output
+shards. Ray Data's checkpoint API is beta, keeps its own record next to the outputs (so
+the two can disagree after a kill between them) and needed a CPU and a GiB of headroom for
+its filter. Here the output *is* the record: every shard row carries the item id, and the
+merge writes an id only if the directory does not hold it yet (the first row of an id
+wins). So a block retried after an actor died, or a shard left by a killed driver (merged
+at the start of the next run, before staging), can never double an item, and a torn last
+line of a shard is skipped, so that item is simply redone. Shards are deleted only after
+they are merged; a kill during the merge is repaired by the single-process engine's own
+resume scan (torn lines, uncommitted exports), and the merge then runs again.
+
+Loopback: a local Ray binds every interface by default; `RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`
+(read by Ray when it is imported) is the setting that kept every socket on 127.0.0.1 here,
+so local mode sets it before importing Ray, and always calls `ray.init(address="local")`
+(a stale cluster file otherwise breaks `num_cpus`) with a logical CPU count that leaves the
+pipeline room.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from graph.context import Context
+from graph.state import ChainState
+from refine_n_judge.curate.checks import InputFile, needs_embedded_model
+from refine_n_judge.curate.errors import InputRowError, SettingsError
+from refine_n_judge.curate.exports import DpoPairs, dpo_rows, sft_row
+from refine_n_judge.curate.options import DEFAULT_CONCURRENCY, CurateOptions
+from refine_n_judge.curate.outputs import OutputDir, iter_lines
+from refine_n_judge.curate.pricing import PriceTable
+from refine_n_judge.curate.progress import Counters, Reporter, make_reporter
+from refine_n_judge.curate.records import FailureRow, InputItem
+from refine_n_judge.curate.report import Tally
+from refine_n_judge.curate.runner import (
+    FAILED_STOP_REASONS,
+    failure_from_exception,
+    failure_from_input,
+    failure_from_state,
+    input_error_key,
+)
+
+WORK_DIR = ".ray_work"
+"""Inside the output directory (shared storage on a cluster): the staged input and the
+shards of runs not merged yet. Removed after a complete merge."""
+LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+ACTOR_CPUS = 0.25
+"""Logical CPUs per actor: it waits on model servers, it does not compute."""
+LOCAL_MIN_CPUS = 4
+"""Logical CPUs of a local Ray: with 2 the pipeline hung here; 4 worked."""
+ITEMS_PER_BLOCK = 200
+"""Default block size: small blocks spread the work and bound what a retry redoes."""
+JSON_BLOCK_BYTES = 64 << 20
+"""Arrow's JSON reader needs a whole row in one block (rows can be long)."""
+CRASH_MARKER_ENV = "REFINE_N_JUDGE_RAY_CRASH_MARKER"
+"""Fault injection for tests: `PATH[:N]` makes one actor process `os._exit` after its N-th
+finished item (default 1), once: the file PATH is created first and stops any repeat."""
+_STAGED_COLUMNS = ("id", "question", "answer", "reference", "source", "line")
+
+
+# --------------------------------------------------------------------------- the actor
+
+
+class CurateActor:
+    """A Ray Data actor: the graph compiled once, many items through it concurrently."""
+
+    def __init__(
+        self,
+        context: dict[str, Any],
+        rps: float | None,
+        in_flight: int,
+        crash_marker: str | None = None,
+    ) -> None:
+        from graph.builder import build_graph
+        from refine_n_judge.curate.command import make_rate_limiter
+
+        self.context = Context.model_validate(context)
+        self.graph = build_graph(rate_limiter=make_rate_limiter(rps))
+        self.in_flight = in_flight
+        self.finished = 0
+        self._semaphore: asyncio.Semaphore | None = None
+        self._crash_path, self._crash_after = _parse_crash_marker(crash_marker)
+
+    async def __call__(self, batch: Any) -> Any:
+        """Run a batch (a pyarrow Table of staged items); one output row per item."""
+        import pyarrow as pa
+
+        if self._semaphore is None:  # made on Ray's actor loop, the one it serves
+            self._semaphore = asyncio.Semaphore(self.in_flight)
+        rows = batch.to_pylist()
+        results = await asyncio.gather(*(self._run_row(row) for row in rows))
+        return pa.table(
+            {
+                "id": [r[0] for r in results],
+                "kind": [r[1] for r in results],
+                "record": [r[2] for r in results],
+            }
+        )
+
+    async def _run_row(self, row: dict[str, Any]) -> tuple[str, str, str]:
+        """(id, "chain" | "failure", the chains.jsonl or failures.jsonl line) of one item."""
+        assert self._semaphore is not None
+        async with self._semaphore:
+            result = await self._run_item(row)
+        self.finished += 1
+        self._maybe_crash()
+        return result
+
+    async def _run_item(self, row: dict[str, Any]) -> tuple[str, str, str]:
+        item_id = str(row.get("id"))
+        try:
+            item = InputItem.model_validate(row)
+            result = await self.graph.ainvoke(
+                item.graph_input(),
+                context=self.context,
+                config={
+                    "run_name": f"curate:{item.id}",
+                    "tags": ["curate", "ray"],
+                    "metadata": {"item_id": item.id, "source": item.source, "line": item.line},
+                },
+            )
+            state = ChainState.model_validate(result)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug or a bad setting: this row fails, the block goes on
+            failed = _fallback_item(row)
+            return item_id, "failure", failure_from_exception(failed, exc).to_json_line()
+        if state.stop_reason in FAILED_STOP_REASONS or not state.chain:
+            return item.id, "failure", failure_from_state(item, state).to_json_line()
+        return item.id, "chain", state.to_json_line()
+
+    def _maybe_crash(self) -> None:
+        """The test hook of `CRASH_MARKER_ENV`: die once, like a lost node would."""
+        if self._crash_path is None or self.finished < self._crash_after:
+            return
+        try:
+            fd = os.open(self._crash_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            self._crash_path = None
+            return
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        os._exit(1)
+
+
+def _parse_crash_marker(spec: str | None) -> tuple[str | None, int]:
+    if not spec:
+        return None, 0
+    path, _, count = spec.partition(":")
+    return path, int(count or 1)
+
+
+def _fallback_item(row: dict[str, Any]) -> InputItem:
+    """An item for a failure row even when the staged row itself is bad."""
+    return InputItem(
+        id=str(row.get("id")),
+        question=str(row.get("question") or ""),
+        source=str(row.get("source") or "?"),
+        line=int(row.get("line") or 0),
+    )
+
+
+# --------------------------------------------------------------------------- settings
+
+
+def ray_address(options: CurateOptions) -> str:
+    """Where Ray runs: --ray-address, else RAY_ADDRESS (set inside `ray job submit`), else a
+    private local Ray."""
+    return options.ray_address or os.environ.get("RAY_ADDRESS") or "local"
+
+
+def in_flight_per_actor(options: CurateOptions) -> int:
+    """--in-flight-per-actor, else --concurrency (default 16) split across the actors."""
+    if options.in_flight_per_actor is not None:
+        return options.in_flight_per_actor
+    total = options.concurrency or DEFAULT_CONCURRENCY
+    return max(1, math.ceil(total / options.actors))
+
+
+def batch_size_for(in_flight: int) -> int:
+    """Rows per batch: Ray runs at most 4 batches of an async actor at once, so at least
+    in-flight / 4; half of it keeps the semaphore full while a batch's slowest item ends."""
+    return max(1, math.ceil(in_flight / 2))
+
+
+def check_ray_options(options: CurateOptions) -> None:
+    """Refuse what the Ray engine cannot do, before anything runs.
+
+    Raises:
+        SettingsError: --cache, the embedded model, or Ray not installed.
+    """
+    if options.cache is not None:
+        raise SettingsError(
+            "--cache works with --engine local only (one SQLite file is not shared by actors "
+            "on several machines); drop --cache or use --engine local"
+        )
+    if needs_embedded_model(options):
+        raise SettingsError(
+            "--engine ray needs a model server: pass --base-url (or set "
+            "REFINE_N_JUDGE_BASE_URL / OPENAI_API_KEY); the embedded model serves one process"
+        )
+    if ray_address(options) == "local":
+        os.environ.update(LOOPBACK_ENV)  # read by Ray at import
+    try:
+        import ray.data  # noqa: F401
+    except ImportError as exc:
+        raise SettingsError(
+            "--engine ray needs Ray Data: pip install 'refine-n-judge[ray]'"
+        ) from exc
+
+
+def start_ray(options: CurateOptions) -> bool:
+    """Connect to (or start) Ray; True when this call started it (and must shut it down)."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    address = ray_address(options)
+    if address == "local":
+        needed = options.actors * ACTOR_CPUS + 2
+        ray.init(
+            address="local",
+            num_cpus=max(LOCAL_MIN_CPUS, math.ceil(needed)),
+            include_dashboard=False,
+            log_to_driver=not options.quiet,
+        )
+    else:
+        ray.init(address=address, log_to_driver=not options.quiet)
+    return True
+
+
+# --------------------------------------------------------------------------- staging
+
+
+class Stager:
+    """Writes the items still to do to the staged JSONL; input errors go to failures."""
+
+    def __init__(
+        self,
+        outputs: OutputDir,
+        tally: Tally,
+        done: set[str],
+        counters: Counters,
+        reporter: Reporter,
+        limit: int | None,
+    ) -> None:
+        self.outputs = outputs
+        self.tally = tally
+        self.done = done
+        self.counters = counters
+        self.reporter = reporter
+        self.limit = limit
+        self.seen: set[str] = set()
+        self.staged = 0
+
+    def stage(self, rows: Iterator[InputItem | InputRowError], path: Path) -> int:
+        """Write the pending items to `path`; how many were written."""
+        with open(path, "w", encoding="utf-8") as handle:
+            for row in rows:
+                if isinstance(row, InputRowError):
+                    self._input_error(row)
+                    continue
+                if row.id in self.seen:
+                    self._input_error(
+                        InputRowError(
+                            f"repeats the id {row.id!r} of an earlier row; give each row its "
+                            "own id (or drop the duplicate)",
+                            source=row.source,
+                            line=row.line,
+                            field="id",
+                            item_id=row.id,
+                            kind="duplicate_id",
+                        )
+                    )
+                    continue
+                self.seen.add(row.id)
+                if row.id in self.done:
+                    self.counters.skipped += 1
+                    continue
+                if self.limit is not None and self.staged >= self.limit:
+                    break
+                self.staged += 1
+                handle.write(json.dumps(row.model_dump(include=set(_STAGED_COLUMNS))) + "\n")
+        return self.staged
+
+    def _input_error(self, error: InputRowError) -> None:
+        key = input_error_key(error)
+        if key in self.done:
+            self.counters.skipped += 1
+            return
+        row = failure_from_input(error)
+        self.outputs.write_failure(row)
+        self.done.add(key)
+        self.tally.add_failure(row)
+        self.counters.failed += 1
+        self.counters.input_errors += 1
+        self.reporter.input_error(error)
+
+
+# --------------------------------------------------------------------------- merging
+
+
+def merge_shards(
+    shards: Path,
+    outputs: OutputDir,
+    tally: Tally,
+    done: set[str],
+    dpo_pairs: DpoPairs,
+    counters: Counters | None = None,
+) -> int:
+    """Append every shard row whose id the directory does not hold yet; rows merged.
+
+    The exports are made from the chain as the single-process engine makes them, so the
+    rows are byte for byte what it writes. A torn or unreadable shard line is skipped (its
+    item was never merged, so the next run redoes it).
+    """
+    merged = 0
+    if not shards.exists():
+        return 0
+    for path in sorted(shards.rglob("*.json")):
+        for _, line in iter_lines(path):
+            try:
+                row = json.loads(line)
+                item_id, kind, record = str(row["id"]), row["kind"], row["record"]
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue
+            if item_id in done:
+                continue
+            if kind == "chain":
+                state = ChainState.model_validate_json(record)
+                sft = sft_row(state)
+                pairs = dpo_rows(state, dpo_pairs)
+                outputs.write_chain(state, sft, pairs)
+                tally.add_chain(state, sft_rows=int(sft is not None), dpo_rows=len(pairs))
+                if counters is not None:
+                    counters.succeeded += 1
+                    counters.accepted_refinements += state.accepted_refinements
+            else:
+                failure = FailureRow.model_validate_json(record)
+                outputs.write_failure(failure)
+                tally.add_failure(failure)
+                if counters is not None:
+                    counters.failed += 1
+            done.add(item_id)
+            merged += 1
+    return merged
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def run_pipeline(options: CurateOptions, staged: Path, shards: Path, n_items: int) -> None:
+    """read_json -> map_batches(CurateActor) -> write_json, on the Ray this process uses."""
+    import pyarrow as pa
+    import pyarrow.json as pajson
+    import ray.data
+
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = not options.quiet
+    in_flight = in_flight_per_actor(options)
+    blocks = options.blocks or max(2 * options.actors, math.ceil(n_items / ITEMS_PER_BLOCK))
+    schema = pa.schema(
+        [
+            ("id", pa.string()),
+            ("question", pa.string()),
+            ("answer", pa.string()),
+            ("reference", pa.string()),
+            ("source", pa.string()),
+            ("line", pa.int64()),
+        ]
+    )
+    dataset = ray.data.read_json(
+        str(staged),
+        override_num_blocks=min(blocks, max(n_items, 1)),
+        read_options=pajson.ReadOptions(block_size=JSON_BLOCK_BYTES),
+        parse_options=pajson.ParseOptions(explicit_schema=schema),
+    )
+    rps = None if options.rps is None else options.rps / options.actors
+    results = dataset.map_batches(
+        CurateActor,
+        fn_constructor_kwargs={
+            "context": options.context.model_dump(mode="json"),
+            "rps": rps,
+            "in_flight": in_flight,
+            "crash_marker": os.environ.get(CRASH_MARKER_ENV),
+        },
+        batch_format="pyarrow",
+        batch_size=batch_size_for(in_flight),
+        compute=ray.data.ActorPoolStrategy(size=options.actors),
+        num_cpus=ACTOR_CPUS,
+    )
+    results.write_json(str(shards))
+
+
+def curate_on_ray(
+    options: CurateOptions,
+    files: list[InputFile],
+    outputs: OutputDir,
+    prices: PriceTable,
+    previous: dict[str, Any] | None,
+    changed: list[str],
+    reporter: Reporter | None = None,
+) -> int:
+    """Run `curate --engine ray` after the shared checks; the process exit code.
+
+    Raises:
+        SettingsError: the Ray engine cannot run these settings (nothing was changed).
+    """
+    from refine_n_judge.curate.command import (
+        EXIT_FAILURES,
+        EXIT_INTERRUPTED,
+        EXIT_OK,
+        ReportWriter,
+        _start_message,
+        _summary,
+        _total_rows,
+        _where_message,
+        iter_all_inputs,
+    )
+
+    check_ray_options(options)
+    reporter = reporter or make_reporter(quiet=options.quiet, log_format=options.log_format)
+    tally = Tally()
+    retired = outputs.retire_failures() if options.retry_failed else 0
+
+    def export(state: Any) -> tuple[Any, Any]:
+        return sft_row(state), dpo_rows(state, options.dpo_pairs)
+
+    resume = outputs.scan(tally.add_chain, tally.add_failure, tally.add_retired, export)
+    tally.sft_rows, tally.dpo_rows = resume.sft_rows, resume.dpo_rows
+    writer = ReportWriter(options, outputs, files, tally, prices, previous)
+    writer.current.retried_failures = retired
+    writer.current.concurrency = in_flight_per_actor(options) * options.actors
+    writer.current.forced_settings_changes = changed
+    writer.current.repaired = resume.repaired + [f"rebuilt {name}" for name in resume.rebuilt]
+    counters = Counters(total=_total_rows(files))
+    work = outputs.path / WORK_DIR
+    shards_root = work / "shards"
+    status = "failed"
+    outputs.open()
+    try:
+        leftover = merge_shards(shards_root, outputs, tally, resume.done, options.dpo_pairs)
+        shutil.rmtree(shards_root, ignore_errors=True)
+        writer.write("running")
+        reporter.start(counters, _start_message(options, files, resume.done, retired))
+        if leftover:
+            reporter.note(f"merged {leftover} item(s) a stopped run had finished")
+        work.mkdir(parents=True, exist_ok=True)
+        staged_path = work / "input.jsonl"
+        stager = Stager(outputs, tally, resume.done, counters, reporter, options.limit)
+        staged = stager.stage(iter_all_inputs(files, options), staged_path)
+        interrupted = False
+        if staged:
+            shards = shards_root / f"run-{int(time.time() * 1000)}-{os.getpid()}"
+            started_ray = start_ray(options)
+            try:
+                run_pipeline(options, staged_path, shards, staged)
+            except KeyboardInterrupt:
+                interrupted = True
+            finally:
+                merge_shards(shards_root, outputs, tally, resume.done, options.dpo_pairs, counters)
+                if started_ray:
+                    import ray
+
+                    ray.shutdown()
+        if not interrupted:
+            shutil.rmtree(work, ignore_errors=True)
+        status = "interrupted" if interrupted else "finished"
+    finally:
+        outputs.close()
+        writer.current.new_items = counters.succeeded
+        writer.current.new_failures = counters.failed
+        writer.current.skipped_done = counters.skipped
+        report = writer.write(status)
+        reporter.finish(counters, _summary(report, counters, outputs))
+    if status == "interrupted":
+        return EXIT_INTERRUPTED
+    if not options.quiet and options.log_format == "text":
+        print(_where_message(report, outputs))
+    return EXIT_FAILURES if tally.failures else EXIT_OK
