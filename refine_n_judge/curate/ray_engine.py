@@ -67,9 +67,8 @@ from refine_n_judge.curate.report import Tally
 from refine_n_judge.curate.runner import (
     FAILED_STOP_REASONS,
     failure_from_exception,
-    failure_from_input,
     failure_from_state,
-    input_error_key,
+    record_input_error,
 )
 
 WORK_DIR = ".ray_work"
@@ -316,17 +315,7 @@ class Stager:
         return self.staged
 
     def _input_error(self, error: InputRowError) -> None:
-        key = input_error_key(error)
-        if key in self.done:
-            self.counters.skipped += 1
-            return
-        row = failure_from_input(error)
-        self.outputs.write_failure(row)
-        self.done.add(key)
-        self.tally.add_failure(row)
-        self.counters.failed += 1
-        self.counters.input_errors += 1
-        self.reporter.input_error(error)
+        record_input_error(self, error)
 
 
 # --------------------------------------------------------------------------- merging

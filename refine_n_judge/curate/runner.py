@@ -163,17 +163,7 @@ class CurateRunner:
             await queue.put(row)
 
     def _record_input_error(self, error: InputRowError) -> None:
-        key = input_error_key(error)
-        if key in self.done:
-            self.counters.skipped += 1
-            return
-        row = failure_from_input(error)
-        self.outputs.write_failure(row)
-        self.done.add(key)
-        self.tally.add_failure(row)
-        self.counters.failed += 1
-        self.counters.input_errors += 1
-        self.reporter.input_error(error)
+        record_input_error(self, error)
 
     async def _worker(self, queue: asyncio.Queue[InputItem | None]) -> None:
         while True:
@@ -251,3 +241,21 @@ class CurateRunner:
                 **extra,
             },
         )
+
+
+def record_input_error(engine: Any, error: InputRowError) -> None:
+    """A bad input row to failures.jsonl, once per key across reruns (both engines).
+
+    `engine` has the run's `done` ids, `outputs`, `tally`, `counters` and `reporter`.
+    """
+    key = input_error_key(error)
+    if key in engine.done:
+        engine.counters.skipped += 1
+        return
+    row = failure_from_input(error)
+    engine.outputs.write_failure(row)
+    engine.done.add(key)
+    engine.tally.add_failure(row)
+    engine.counters.failed += 1
+    engine.counters.input_errors += 1
+    engine.reporter.input_error(error)
