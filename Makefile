@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 
 ## The main job: curate the example dataset on the embedded model (or your endpoint).
 demo: setup
-	$(VENV)/bin/refine-n-judge curate examples/noisy_answers.jsonl --out runs/demo
+	$(VENV)/bin/refine-n-judge curate examples/noisy_answers.jsonl --out runs/demo --max-tokens 384
 
 ## The whole test suite, including the real embedded-model integration tests.
 test: setup

@@ -103,7 +103,7 @@ class Context(BaseModel):
         ),
     )
     pointwise_margin: float = Field(
-        default=0.2,
+        default=0.1,
         ge=0.0,
         le=8.0,
         description="Pointwise: how much higher (1-9 scale) the refinement must score to win.",
