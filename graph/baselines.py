@@ -30,16 +30,14 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
 from pydantic import Field
 
+from graph.builder import refinement_prelude
 from graph.context import Context
 from graph.state import Answer, ChainState, InputState, merge_usage
 from graph.sync_bridge import sync_and_async_node, sync_router
 from nodes.common import context_of
-from nodes.feedback import feedback
 from nodes.initial_answer import initial_answer
 from nodes.judge import judge
 from nodes.models import ModelProvider
-from nodes.refine import refine
-from nodes.route import continue_or_finish
 
 # Refine-only runs 3 nodes per iteration (feedback, refine, keep); best-of-N 2 per sample.
 _RECURSION_LIMIT = 3 * 100 + 10
@@ -91,27 +89,9 @@ def build_refine_only(
         more = state.iteration < _budget(iterations, context_of(runtime))
         return "feedback" if more else "finish"
 
-    builder = StateGraph(
-        ChainState, context_schema=Context, input_schema=InputState, output_schema=ChainState
-    )
-    builder.add_node(
-        "initial_answer", sync_and_async_node(initial_answer, "initial_answer", models=models)
-    )
-    builder.add_node("feedback", sync_and_async_node(feedback, "feedback", models=models))
-    builder.add_node("refine", sync_and_async_node(refine, "refine", models=models, role="refiner"))
+    builder = refinement_prelude(models)
     builder.add_node("keep", sync_and_async_node(keep_refinement, "keep"))
     builder.add_node("finish", sync_and_async_node(finish_budget, "finish"))
-    builder.add_edge(START, "initial_answer")
-    builder.add_conditional_edges(
-        "initial_answer",
-        sync_router(continue_or_finish, "after_initial_answer"),
-        {"next": "feedback", "finish": "finish"},
-    )
-    builder.add_conditional_edges(
-        "feedback",
-        sync_router(continue_or_finish, "after_feedback"),
-        {"next": "refine", "finish": "finish"},
-    )
     builder.add_conditional_edges(
         "refine", sync_router(after_refine, "after_refine"), {"keep": "keep", "finish": "finish"}
     )

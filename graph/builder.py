@@ -36,6 +36,34 @@ GRAPH_NAME = "refine_n_judge"
 RECURSION_LIMIT = 5 * 100 + 10
 
 
+def refinement_prelude(
+    models: ModelProvider,
+) -> StateGraph[ChainState, Context, InputState, ChainState]:
+    """The start every refining graph shares: START -> initial_answer -> feedback -> refine,
+    with a model failure on the way routed to a `finish` node the caller adds (as it adds
+    the edges out of `refine`)."""
+    builder = StateGraph(
+        ChainState, context_schema=Context, input_schema=InputState, output_schema=ChainState
+    )
+    builder.add_node(
+        "initial_answer", sync_and_async_node(initial_answer, "initial_answer", models=models)
+    )
+    builder.add_node("feedback", sync_and_async_node(feedback, "feedback", models=models))
+    builder.add_node("refine", sync_and_async_node(refine, "refine", models=models, role="refiner"))
+    builder.add_edge(START, "initial_answer")
+    builder.add_conditional_edges(
+        "initial_answer",
+        sync_router(continue_or_finish, "after_initial_answer"),
+        {"next": "feedback", "finish": "finish"},
+    )
+    builder.add_conditional_edges(
+        "feedback",
+        sync_router(continue_or_finish, "after_feedback"),
+        {"next": "refine", "finish": "finish"},
+    )
+    return builder
+
+
 def make_builder(
     *,
     refiner: BaseChatModel | None = None,
@@ -54,32 +82,13 @@ def make_builder(
         alternate_refiner=alternate_refiner,
         rate_limiter=rate_limiter,
     )
-    builder = StateGraph(
-        ChainState, context_schema=Context, input_schema=InputState, output_schema=ChainState
-    )
-    builder.add_node(
-        "initial_answer", sync_and_async_node(initial_answer, "initial_answer", models=models)
-    )
-    builder.add_node("feedback", sync_and_async_node(feedback, "feedback", models=models))
-    builder.add_node("refine", sync_and_async_node(refine, "refine", models=models, role="refiner"))
+    builder = refinement_prelude(models)
     builder.add_node(
         "alternate_refine",
         sync_and_async_node(refine, "alternate_refine", models=models, role="alternate_refiner"),
     )
     builder.add_node("judge", sync_and_async_node(judge, "judge", models=models))
     builder.add_node("finish", sync_and_async_node(finish, "finish"))
-
-    builder.add_edge(START, "initial_answer")
-    builder.add_conditional_edges(
-        "initial_answer",
-        sync_router(continue_or_finish, "after_initial_answer"),
-        {"next": "feedback", "finish": "finish"},
-    )
-    builder.add_conditional_edges(
-        "feedback",
-        sync_router(continue_or_finish, "after_feedback"),
-        {"next": "refine", "finish": "finish"},
-    )
     for name in ("refine", "alternate_refine"):
         builder.add_conditional_edges(
             name,
