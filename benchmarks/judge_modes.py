@@ -68,10 +68,14 @@ def example_pairs() -> list[tuple[str, str, str, str]]:
     return rows
 
 
-async def measure(model_name: str, base_url: str, margin: float) -> list[dict[str, object]]:
+async def measure(
+    model_name: str, base_url: str, margin: float, only: str | None = None
+) -> list[dict[str, object]]:
     judge = build_chat_model(model_name, base_url=base_url, temperature=0.0, max_tokens=512)
     rows = []
     for kind, question, worse, better in KNOWN_PAIRS + example_pairs():
+        if only and not any(part in kind for part in only.split(",")):
+            continue
         state = ChainState(question=question, iteration=1)
         previous = Answer(text=worse, iteration=0, model="input", role="initial")
         candidate = Answer(text=better, iteration=1, model="reference", role="refiner")
@@ -139,6 +143,9 @@ def main() -> None:
     parser.add_argument("--base-url")
     parser.add_argument("--model")
     parser.add_argument("--margin", type=float, default=Context().pointwise_margin)
+    parser.add_argument(
+        "--only", help="comma-separated name parts: measure only the pairs that match one"
+    )
     args = parser.parse_args()
     with ExitStack() as stack:
         if args.base_url:
@@ -148,7 +155,7 @@ def main() -> None:
 
             server = stack.enter_context(EmbeddedServer())
             base_url, model = server.base_url, MODEL_ALIAS
-        rows = asyncio.run(measure(model, base_url, args.margin))
+        rows = asyncio.run(measure(model, base_url, args.margin, args.only))
     print()
     print(table(rows, args.margin))
 
