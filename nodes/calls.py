@@ -17,7 +17,7 @@ from langchain_core.runnables import Runnable, RunnableConfig
 from pydantic import BaseModel, ValidationError
 
 from graph.context import Context
-from graph.state import TokenUsage
+from graph.state import Failure, TokenUsage
 from nodes.models import NamedModel
 from nodes.parsing import ReplyParseError, parse_reply
 from prompts import load_prompt
@@ -47,6 +47,16 @@ class CallResult(Generic[V]):
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    def as_failure(self, *, stage: str, model: str, iteration: int) -> Failure:
+        """The failure record of a call that gave no usable reply."""
+        return Failure(
+            stage=stage,
+            model=model,
+            reason=self.error or "no usable reply",
+            raw=self.raw,
+            iteration=iteration,
+        )
 
 
 def resolve_method(ctx: Context, model: NamedModel) -> Method:

@@ -8,7 +8,7 @@ from langchain_core.messages import HumanMessage
 from langgraph.runtime import Runtime
 
 from graph.context import Context
-from graph.state import ChainState, Failure
+from graph.state import ChainState
 from nodes.calls import call_text
 from nodes.common import call_config, context_of, reference_block, usage_update
 from nodes.models import ModelProvider
@@ -46,13 +46,7 @@ async def feedback(
     }
     if result.value is None:
         update["failures"] = [
-            Failure(
-                stage="feedback",
-                model=refiner.name,
-                reason=result.error or "no feedback",
-                raw=result.raw,
-                iteration=iteration,
-            )
+            result.as_failure(stage="feedback", model=refiner.name, iteration=iteration)
         ]
         update["stop_reason"] = "model_error"
         return update

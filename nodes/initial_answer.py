@@ -8,7 +8,7 @@ from langchain_core.messages import HumanMessage
 from langgraph.runtime import Runtime
 
 from graph.context import Context
-from graph.state import Answer, ChainState, Failure
+from graph.state import Answer, ChainState
 from nodes.calls import call_text
 from nodes.common import call_config, context_of, usage_update
 from nodes.models import ModelProvider
@@ -43,13 +43,7 @@ async def initial_answer(
     update: dict[str, Any] = {"usage": usage_update(refiner.name, "initial_answer", result.usage)}
     if result.value is None:
         update["failures"] = [
-            Failure(
-                stage="initial_answer",
-                model=refiner.name,
-                reason=result.error or "no answer",
-                raw=result.raw,
-                iteration=0,
-            )
+            result.as_failure(stage="initial_answer", model=refiner.name, iteration=0)
         ]
         update["stop_reason"] = "model_error"
         return update

@@ -8,7 +8,7 @@ from langchain_core.messages import HumanMessage
 from langgraph.runtime import Runtime
 
 from graph.context import Context
-from graph.state import Answer, ChainState, Failure, Role
+from graph.state import Answer, ChainState, Role
 from nodes.calls import call_json
 from nodes.common import call_config, context_of, usage_update
 from nodes.models import ModelProvider, NamedModel
@@ -77,13 +77,7 @@ async def refine(
     update: dict[str, Any] = {"usage": usage_update(model.name, node, result.usage)}
     if result.value is None:
         update["failures"] = [
-            Failure(
-                stage=node,
-                model=model.name,
-                reason=result.error or "no refinement",
-                raw=result.raw,
-                iteration=state.iteration,
-            )
+            result.as_failure(stage=node, model=model.name, iteration=state.iteration)
         ]
         update["candidate"] = None
         if node == "refine":  # the alternate's extra try failing leaves the rejection as the end
