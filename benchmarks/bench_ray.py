@@ -26,26 +26,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_curate import start_server  # a sibling script: run as `python benchmarks/bench_ray.py`
+
 ROOT = Path(__file__).resolve().parents[1]
-RESPONDER = "benchmarks.bench_curate:responder"
-
-
-def start_server(work: Path, latency: float) -> tuple[subprocess.Popen[bytes], str]:
-    """The fake server in its own process; it and its base URL."""
-    port_file = work / "port"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "refine_n_judge.testing.fake_openai", "--responder", RESPONDER,
-         "--latency", str(latency), "--port-file", str(port_file)],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    deadline = time.monotonic() + 30
-    while not port_file.exists():
-        if time.monotonic() > deadline or process.poll() is not None:
-            raise RuntimeError("the fake server did not start")
-        time.sleep(0.05)
-    return process, f"http://127.0.0.1:{int(port_file.read_text())}/v1"
 
 
 def run(name: str, data: Path, out: Path, url: str, flags: list[str]) -> dict[str, object]:
@@ -77,7 +60,7 @@ def main() -> int:
                 for i in range(args.items)
             )
         )
-        server, url = start_server(work, args.latency)
+        server, url = start_server(args.latency, work)
         try:
             n = args.in_flight
             results = [
