@@ -35,12 +35,10 @@ from graph.context import Context
 from graph.state import Answer, ChainState, InputState, merge_usage
 from graph.sync_bridge import sync_and_async_node, sync_router
 from nodes.common import context_of
-from nodes.initial_answer import initial_answer
+from nodes.initial_answer import write_initial_answer
 from nodes.judge import judge
 from nodes.models import ModelProvider
-
-# Refine-only runs 3 nodes per iteration (feedback, refine, keep); best-of-N 2 per sample.
-_RECURSION_LIMIT = 3 * 100 + 10
+from nodes.route import fits_budget
 
 
 def _budget(iterations: int | None, ctx: Context) -> int:
@@ -65,8 +63,8 @@ async def fresh_answer(
     state: ChainState, runtime: Runtime[Context], *, models: ModelProvider
 ) -> dict[str, Any]:
     """One answer written from the question alone, with the initial-answer prompt."""
-    return await initial_answer(
-        state.model_copy(update={"answer": None, "chain": []}), runtime, models=models
+    return await write_initial_answer(
+        state.model_copy(update={"answer": None, "chain": []}), context_of(runtime), models=models
     )
 
 
@@ -85,9 +83,12 @@ def build_refine_only(
     def after_refine(state: ChainState) -> Literal["keep", "finish"]:
         return "keep" if state.candidate is not None and not state.stop_reason else "finish"
 
-    def after_keep(state: ChainState, runtime: Runtime[Context]) -> Literal["feedback", "finish"]:
-        more = state.iteration < _budget(iterations, context_of(runtime))
-        return "feedback" if more else "finish"
+    def after_keep(
+        state: ChainState, runtime: Runtime[Context]
+    ) -> Literal["feedback", "finish", "out_of_steps"]:
+        if state.iteration >= _budget(iterations, context_of(runtime)):
+            return "finish"
+        return "feedback" if fits_budget(state, "feedback") else "out_of_steps"
 
     builder = refinement_prelude(models)
     builder.add_node("keep", sync_and_async_node(keep_refinement, "keep"))
@@ -98,10 +99,10 @@ def build_refine_only(
     builder.add_conditional_edges(
         "keep",
         sync_router(after_keep, "after_keep"),
-        {"feedback": "feedback", "finish": "finish"},
+        {"feedback": "feedback", "finish": "finish", "out_of_steps": "out_of_steps"},
     )
     builder.add_edge("finish", END)
-    return builder.compile(name=name).with_config(recursion_limit=_RECURSION_LIMIT)
+    return builder.compile(name=name)
 
 
 def build_zero_shot(
@@ -187,4 +188,4 @@ def build_best_of_n(
         )
     builder.add_edge("next_challenger", "judge")
     builder.add_edge("finish", END)
-    return builder.compile(name=name).with_config(recursion_limit=2 * n + 10)
+    return builder.compile(name=name)

@@ -12,55 +12,62 @@ uncompiled `StateGraph` for tests and for composing into larger graphs.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.rate_limiters import BaseRateLimiter
+from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
 from graph.context import Context
-from graph.state import ChainState, InputState
+from graph.state import ChainState, InputState, LoopState
 from graph.sync_bridge import sync_and_async_node, sync_router
 from nodes.feedback import feedback
 from nodes.initial_answer import initial_answer
 from nodes.judge import judge
 from nodes.models import ModelProvider
 from nodes.refine import refine
-from nodes.route import after_judge, after_refine, continue_or_finish, finish
+from nodes.route import (
+    after_feedback,
+    after_initial_answer,
+    after_judge,
+    after_refine,
+    finish,
+    out_of_steps,
+)
 
 GRAPH_NAME = "refine_n_judge"
-
-# Each iteration runs at most 5 nodes (feedback, refine, judge, alternate_refine, judge);
-# LangGraph's default limit of 25 steps would cut the paper's 10 iterations short.
-RECURSION_LIMIT = 5 * 100 + 10
 
 
 def refinement_prelude(
     models: ModelProvider,
-) -> StateGraph[ChainState, Context, InputState, ChainState]:
+) -> StateGraph[LoopState, Context, InputState, ChainState]:
     """The start every refining graph shares: START -> initial_answer -> feedback -> refine,
     with a model failure on the way routed to a `finish` node the caller adds (as it adds
-    the edges out of `refine`)."""
+    the edges out of `refine`), and a spent step budget to `out_of_steps`."""
     builder = StateGraph(
-        ChainState, context_schema=Context, input_schema=InputState, output_schema=ChainState
+        LoopState, context_schema=Context, input_schema=InputState, output_schema=ChainState
     )
     builder.add_node(
         "initial_answer", sync_and_async_node(initial_answer, "initial_answer", models=models)
     )
     builder.add_node("feedback", sync_and_async_node(feedback, "feedback", models=models))
     builder.add_node("refine", sync_and_async_node(refine, "refine", models=models, role="refiner"))
+    builder.add_node("out_of_steps", sync_and_async_node(out_of_steps, "out_of_steps"))
     builder.add_edge(START, "initial_answer")
     builder.add_conditional_edges(
         "initial_answer",
-        sync_router(continue_or_finish, "after_initial_answer"),
-        {"next": "feedback", "finish": "finish"},
+        sync_router(after_initial_answer, "after_initial_answer"),
+        {"next": "feedback", "finish": "finish", "out_of_steps": "out_of_steps"},
     )
     builder.add_conditional_edges(
         "feedback",
-        sync_router(continue_or_finish, "after_feedback"),
-        {"next": "refine", "finish": "finish"},
+        sync_router(after_feedback, "after_feedback"),
+        {"next": "refine", "finish": "finish", "out_of_steps": "out_of_steps"},
     )
+    builder.add_edge("out_of_steps", END)
     return builder
 
 
@@ -70,7 +77,7 @@ def make_builder(
     judges: Sequence[BaseChatModel] | None = None,
     alternate_refiner: BaseChatModel | None = None,
     rate_limiter: BaseRateLimiter | None = None,
-) -> StateGraph[ChainState, Context, InputState, ChainState]:
+) -> StateGraph[LoopState, Context, InputState, ChainState]:
     """The uncompiled graph; model objects given here override the context's model names.
 
     `rate_limiter` (e.g. LangChain's `InMemoryRateLimiter`) paces every model built from a
@@ -93,15 +100,46 @@ def make_builder(
         builder.add_conditional_edges(
             name,
             sync_router(after_refine, f"after_{name}"),
-            {"judge": "judge", "finish": "finish"},
+            {"judge": "judge", "finish": "finish", "out_of_steps": "out_of_steps"},
         )
     builder.add_conditional_edges(
         "judge",
         sync_router(after_judge, "after_judge", models=models),
-        {"feedback": "feedback", "alternate_refine": "alternate_refine", "finish": "finish"},
+        {
+            "feedback": "feedback",
+            "alternate_refine": "alternate_refine",
+            "finish": "finish",
+            "out_of_steps": "out_of_steps",
+        },
     )
     builder.add_edge("finish", END)
     return builder
+
+
+class RefineNJudgeGraph(CompiledStateGraph[LoopState, Context, InputState, ChainState]):
+    """The compiled graph, where each input starts a chain from that input alone.
+
+    LangGraph merges an input into the thread's state, so an optional field a second input
+    leaves out would keep the first input's value. Every run goes through `stream` or
+    `astream` (`invoke`, `ainvoke`, `astream_events` and the server included), so filling
+    the left-out fields there gives the `initial_answer` node the whole new input; it
+    resets the rest of the chain. `None` (resume) and `Command`s pass through unchanged.
+    """
+
+    def stream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        return super().stream(whole_input(input), config, **kwargs)
+
+    def astream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        return super().astream(whole_input(input), config, **kwargs)
+
+
+def whole_input(input: Any) -> Any:
+    """An input with every `InputState` field present (left-out optional ones as None)."""
+    if isinstance(input, InputState):
+        return input.model_dump()
+    if isinstance(input, dict) and "question" in input:
+        return {**dict.fromkeys(InputState.model_fields), **input}
+    return input
 
 
 def build_graph(
@@ -112,7 +150,7 @@ def build_graph(
     rate_limiter: BaseRateLimiter | None = None,
     checkpointer: BaseCheckpointSaver | None = None,
     name: str = GRAPH_NAME,
-) -> CompiledStateGraph[ChainState, Context, InputState, ChainState]:
+) -> RefineNJudgeGraph:
     """A compiled Refine-n-Judge graph, optionally with your own chat model objects."""
     builder = make_builder(
         refiner=refiner,
@@ -121,7 +159,9 @@ def build_graph(
         rate_limiter=rate_limiter,
     )
     compiled = builder.compile(checkpointer=checkpointer, name=name)
-    return compiled.with_config(recursion_limit=RECURSION_LIMIT)
+    # The same construction `Pregel.copy` uses, into the subclass.
+    attrs = {key: value for key, value in vars(compiled).items() if key != "__orig_class__"}
+    return RefineNJudgeGraph(**attrs)
 
 
 graph = build_graph()

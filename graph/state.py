@@ -8,9 +8,12 @@ Lists grow through reducers, so each node returns only what it adds.
 from __future__ import annotations
 
 import operator
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
+from langgraph.managed import RemainingSteps
+from langgraph.types import Overwrite
 from pydantic import BaseModel, Field
+from pydantic_core import to_jsonable_python
 
 Role = Literal["initial", "refiner", "alternate_refiner"]
 """Who produced an answer: the input (or the initial-answer generation), the primary
@@ -31,6 +34,7 @@ StopReason = Literal[
     "identical",
     "max_iterations",
     "model_error",
+    "step_limit",
 ]
 
 JudgeMode = Literal["pairwise", "pointwise"]
@@ -152,18 +156,56 @@ UsageTable = dict[str, dict[str, TokenUsage]]
 
 
 def merge_usage(left: UsageTable | None, right: UsageTable | None) -> UsageTable:
-    """Reducer: add the usage a node reports to what the state already holds."""
-    merged: UsageTable = {model: dict(nodes) for model, nodes in (left or {}).items()}
+    """Reducer: add the usage a node reports to what the state already holds.
+
+    The result holds plain dicts (see `plain_update`); the state model reads them back as
+    `TokenUsage`.
+    """
+    merged: dict[str, dict[str, Any]] = {
+        model: dict(nodes) for model, nodes in (left or {}).items()
+    }
     for model, nodes in (right or {}).items():
         target = merged.setdefault(model, {})
         for node, usage in nodes.items():
-            usage = TokenUsage.model_validate(usage)
-            target[node] = target[node] + usage if node in target else usage
-    return merged
+            added = TokenUsage.model_validate(usage)
+            if node in target:
+                added = TokenUsage.model_validate(target[node]) + added
+            target[node] = added.model_dump()
+    return merged  # type: ignore[return-value]
+
+
+def plain_update(update: Any) -> Any:
+    """A node's state update with every record as plain JSON-native data.
+
+    The channels (and so the checkpoints) hold only dicts, lists and scalars: a checkpoint
+    loads without any type of this package being registered with LangGraph's serializer
+    (no "unregistered type" warning, nothing refused under `LANGGRAPH_STRICT_MSGPACK`), and
+    each node still sees typed models, since the state is validated into `LoopState`.
+    """
+    if not isinstance(update, dict):
+        return update
+    return {key: _plain(value) for key, value in update.items()}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Overwrite):
+        return Overwrite(_plain(value.value))
+    return to_jsonable_python(value)
+
+
+class ChatMessage(BaseModel):
+    """One turn of a conversation that comes before the question (chat rows)."""
+
+    role: Literal["system", "user", "assistant"]
+    content: str
 
 
 class InputState(BaseModel):
-    """What a caller passes to the graph: a question and, optionally, an answer to refine."""
+    """What a caller passes to the graph: a question and, optionally, an answer to refine.
+
+    Each input on a thread starts a new chain: fields it leaves out are empty, not the
+    previous run's (run with `None` to resume an interrupted chain instead).
+    """
 
     question: str = Field(min_length=1, description="The prompt/question the answers respond to.")
     answer: str | None = Field(
@@ -174,6 +216,15 @@ class InputState(BaseModel):
         default=None, description="A trusted reference answer; the judge sees it when given."
     )
     id: str | None = Field(default=None, description="Your id for the item; kept in the output.")
+    history: list[ChatMessage] | None = Field(
+        default=None,
+        description=(
+            "For a chat row: the turns before the question (system prompt and earlier user and "
+            "assistant turns, oldest first), which every prompt shows as context. None for a "
+            "plain question; a list (even empty) marks the item as a conversation, exported "
+            "in TRL's conversational format."
+        ),
+    )
 
 
 class ChainState(InputState):
@@ -195,6 +246,15 @@ class ChainState(InputState):
     stop_reason: StopReason | None = None
 
     @property
+    def is_conversation(self) -> bool:
+        """True for a chat row (its exports use the conversational format)."""
+        return self.history is not None
+
+    def prompt_messages(self) -> list[ChatMessage]:
+        """The conversation up to and including the question, as chat messages."""
+        return [*(self.history or []), ChatMessage(role="user", content=self.question)]
+
+    @property
     def final_answer(self) -> Answer | None:
         """The best answer: the last accepted one."""
         return self.chain[-1] if self.chain else None
@@ -212,3 +272,13 @@ class ChainState(InputState):
     def from_json_line(cls, line: str) -> ChainState:
         """Load a state written by `to_json_line`."""
         return cls.model_validate_json(line)
+
+
+class LoopState(ChainState):
+    """What the nodes see: the chain state plus LangGraph's step budget for the run.
+
+    `remaining_steps` is a managed value (not stored, not in the output): the routers
+    end the chain with `step_limit` before the run's recursion limit would raise.
+    """
+
+    remaining_steps: RemainingSteps = Field(default=1_000_000)

@@ -45,6 +45,16 @@ def usage_update(model: str, node: str, usage: TokenUsage) -> UsageTable:
     return {model: {node: usage}}
 
 
+def conversation_block(state: ChainState) -> str:
+    """The earlier turns of a chat row as a prompt section, or nothing for a plain question."""
+    if not state.history:
+        return ""
+    turns = "\n".join(
+        f'<turn role="{turn.role}">{quote_data(turn.content)}</turn>' for turn in state.history
+    )
+    return load_prompt("conversation_block").format(turns=turns)
+
+
 def reference_block(state: ChainState) -> str:
     """The reference-answer section of a prompt, or nothing when the item has none."""
     if not state.reference:

@@ -10,7 +10,13 @@ from langgraph.runtime import Runtime
 from graph.context import Context
 from graph.state import ChainState
 from nodes.calls import call_text
-from nodes.common import call_config, context_of, reference_block, usage_update
+from nodes.common import (
+    call_config,
+    context_of,
+    conversation_block,
+    reference_block,
+    usage_update,
+)
 from nodes.models import ModelProvider
 from prompts import criteria_list, load_prompt, quote_data
 
@@ -27,6 +33,7 @@ async def feedback(
         answer=quote_data(state.chain[-1].text),
         criteria=criteria_list(ctx.criteria),
         reference_block=reference_block(state),
+        conversation_block=conversation_block(state),
     )
     result = await call_text(
         refiner,

@@ -67,18 +67,26 @@ async def ask_judges(
     previous: Answer,
     candidate: Answer,
 ) -> list[Judged]:
-    """All judges at once, or the first alone and the rest only when it is unsure."""
-    if ctx.vote_trigger == "low_confidence" and len(judges) > 1:
-        first = await judge_with(judges[0], state, ctx, previous, candidate)
-        if is_sure(first[0], ctx):
-            return [first]
-        rest = await asyncio.gather(
-            *(judge_with(j, state, ctx, previous, candidate) for j in judges[1:])
+    """All judges at once; or, with `vote_trigger=low_confidence`, the first `quorum`
+    judges, and the rest only when those are not all sure of one side."""
+
+    async def ask(group: Sequence[NamedModel]) -> list[Judged]:
+        return list(
+            await asyncio.gather(*(judge_with(j, state, ctx, previous, candidate) for j in group))
         )
-        return [first, *rest]
-    return list(
-        await asyncio.gather(*(judge_with(j, state, ctx, previous, candidate) for j in judges))
-    )
+
+    if ctx.vote_trigger == "low_confidence" and len(judges) > ctx.quorum:
+        first = await ask(judges[: ctx.quorum])
+        if settled(first, ctx):
+            return first
+        return first + await ask(judges[ctx.quorum :])
+    return await ask(judges)
+
+
+def settled(judged: Sequence[Judged], ctx: Context) -> bool:
+    """The judges asked so far are each sure, and of the same side."""
+    verdicts = [verdict for verdict, _, _ in judged]
+    return all(is_sure(v, ctx) for v in verdicts) and len({v.outcome for v in verdicts}) == 1
 
 
 def _usage(judged: Sequence[Judged], judges: Sequence[NamedModel]) -> UsageTable:
@@ -109,7 +117,7 @@ async def judge(
             iteration=state.iteration,
             candidate_role=candidate.role,
             candidate_model=candidate.model,
-            quorum=min(ctx.quorum, len(judged)),
+            quorum=ctx.quorum,
         )
         update["usage"] = _usage(judged, judges)
         update["judgments"] = calls
@@ -129,6 +137,7 @@ async def judge(
     update["decisions"] = [decision]
     if decision.accepted:
         update["chain"] = [candidate]
+        update["last_rejected"] = None  # it lost to an answer that is no longer the final one
     else:
         update["last_rejected"] = candidate
     runtime.stream_writer(

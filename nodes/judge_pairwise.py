@@ -11,7 +11,7 @@ from langchain_core.runnables import RunnableLambda
 from graph.context import Context
 from graph.state import Answer, ChainState, JudgeCall, Position, TokenUsage, Verdict
 from nodes.calls import call_json
-from nodes.common import call_config, reference_block
+from nodes.common import call_config, conversation_block, reference_block
 from nodes.decision import pair_outcome
 from nodes.models import NamedModel
 from nodes.schemas import PairwiseJudgeReply
@@ -34,6 +34,7 @@ def pairwise_prompt(
         answer_b=quote_data(second.text),
         reference_block=reference_block(state),
         score_template=template,
+        conversation_block=conversation_block(state),
     )
 
 

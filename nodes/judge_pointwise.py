@@ -21,7 +21,7 @@ from langchain_core.runnables import RunnableLambda
 from graph.context import Context
 from graph.state import Answer, ChainState, JudgeCall, ScoreSource, TokenUsage, Verdict
 from nodes.calls import call_text
-from nodes.common import call_config, reference_block
+from nodes.common import call_config, conversation_block, reference_block
 from nodes.models import NamedModel
 from nodes.parsing import ReplyParseError
 from prompts import criteria_list, load_prompt, quote_data
@@ -29,6 +29,8 @@ from prompts import criteria_list, load_prompt, quote_data
 SCALE = (1, 9)
 TOP_LOGPROBS = 10
 _DIGIT = re.compile(r"[1-9]")
+# A number as a reply states it: `7`, `10`, `7.5`, `7/9`, `0/9`.
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)?(?:\s*/\s*\d+)?")
 
 
 @dataclass
@@ -64,11 +66,18 @@ def expected_digit(logprobs: list[dict[str, Any]] | None) -> float | None:
 
 
 def written_digit(text: str) -> int:
-    """The first rating digit in a reply (`7`, `Rating: 7/9`), else a parse error."""
-    match = _DIGIT.search(text)
-    if match is None:
-        raise ReplyParseError("the reply has no rating digit from 1 to 9")
-    return int(match.group(0))
+    """The rating a reply states: exactly one number in it, a digit 1-9 (`7`, `Rating: 7`,
+    `7/9`); anything else (`10`, `0/9`, `7 or 8`, no number) is a parse error."""
+    numbers = _NUMBER.findall(text)
+    if len(numbers) != 1:
+        found = ", ".join(numbers) if numbers else "none"
+        raise ReplyParseError(
+            f"the reply must give exactly one rating digit from 1 to 9 (numbers found: {found})"
+        )
+    rating = "".join(numbers[0].split()).removesuffix("/9")
+    if not _DIGIT.fullmatch(rating):
+        raise ReplyParseError(f"the rating must be one digit from 1 to 9, not {numbers[0]!r}")
+    return int(rating)
 
 
 def pointwise_prompt(state: ChainState, ctx: Context, answer: Answer, aspect: str) -> str:
@@ -79,6 +88,7 @@ def pointwise_prompt(state: ChainState, ctx: Context, answer: Answer, aspect: st
         question=quote_data(state.question),
         answer=quote_data(answer.text),
         reference_block=reference_block(state),
+        conversation_block=conversation_block(state),
     )
 
 

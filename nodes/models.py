@@ -11,15 +11,11 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from langchain.chat_models import init_chat_model
 from langchain_core.language_models import BaseChatModel
 from langchain_core.rate_limiters import BaseRateLimiter
 
 from graph.context import Context
-
-try:  # the provider names `init_chat_model` accepts as a `provider:` prefix
-    from langchain.chat_models.base import _BUILTIN_PROVIDERS as _KNOWN_PROVIDERS
-except ImportError:  # pragma: no cover - older/newer langchain
-    _KNOWN_PROVIDERS = {"openai", "anthropic", "azure_openai", "ollama", "groq", "mistralai"}
 
 CLIENT_MAX_RETRIES = 3
 """Retries the HTTP client itself makes on 429/5xx/timeouts, with its own backoff."""
@@ -86,14 +82,27 @@ class ModelProvider:
         return self._from_name(ctx.alternate_refiner, ctx, temperature=ctx.temperature)
 
     def get_judges(self, ctx: Context) -> list[NamedModel]:
-        """The judge models; the refiner model (at judge temperature) when none is set."""
+        """The judge models, each at `judge_temperature`; the refiner when none is set."""
         if self.judges:
-            return [NamedModel(model_display_name(m), m) for m in self.judges]
+            return [self._at_judge_temperature(m, ctx) for m in self.judges]
         if ctx.judges:
             return [self._from_name(n, ctx, temperature=ctx.judge_temperature) for n in ctx.judges]
         if self.refiner is not None:
-            return [NamedModel(model_display_name(self.refiner), self.refiner)]
+            return [self._at_judge_temperature(self.refiner, ctx)]
         return [self._from_name(ctx.refiner, ctx, temperature=ctx.judge_temperature)]
+
+    def _at_judge_temperature(self, model: BaseChatModel, ctx: Context) -> NamedModel:
+        """`model` as a judge: a copy at `judge_temperature` when it has a temperature."""
+        name = model_display_name(model)
+        if getattr(model, "temperature", None) in (None, ctx.judge_temperature):
+            return NamedModel(name, model)
+        key = ("judge-copy", id(model), ctx.judge_temperature)
+        with self._lock:
+            cached = self._cache.get(key)
+            if cached is None:
+                copy = model.model_copy(update={"temperature": ctx.judge_temperature})
+                cached = self._cache[key] = NamedModel(name, copy)
+        return cached
 
     def check(self, ctx: Context) -> None:
         """Refuse settings that cannot work, before any model is called."""
@@ -144,22 +153,10 @@ def build_chat_model(
             return _openai_compatible(
                 name, base_url, key, temperature, max_tokens, timeout, rate_limiter
             )
-    provider, sep, _ = name.partition(":")
-    if base_url and not (sep and provider in _KNOWN_PROVIDERS):
+    if base_url and not _names_a_provider(name):
         return _openai_compatible(
             name, base_url, None, temperature, max_tokens, timeout, rate_limiter
         )
-    if not (sep and provider in _KNOWN_PROVIDERS):
-        from langchain.chat_models.base import _attempt_infer_model_provider
-
-        if _attempt_infer_model_provider(name) is None:
-            raise ModelConfigError(
-                f"cannot tell which provider serves model {name!r}: write it as "
-                "`provider:model` (e.g. `openai:gpt-4o-mini`) or give a base_url for an "
-                "OpenAI-compatible endpoint"
-            )
-    from langchain.chat_models import init_chat_model
-
     try:
         model = init_chat_model(
             name,
@@ -169,9 +166,32 @@ def build_chat_model(
             max_retries=CLIENT_MAX_RETRIES,
             rate_limiter=rate_limiter,
         )
-    except (ImportError, ValueError) as exc:
+    except ImportError as exc:
         raise ModelConfigError(f"cannot build model {name!r}: {exc}") from exc
+    except ValueError as exc:
+        raise ModelConfigError(
+            f"cannot tell which provider serves model {name!r}: write it as `provider:model` "
+            "(e.g. `openai:gpt-4o-mini`) or give a base_url for an OpenAI-compatible endpoint "
+            f"({str(exc).splitlines()[0]})"
+        ) from exc
     return NamedModel(name, model)
+
+
+def _names_a_provider(name: str) -> bool:
+    """True for `provider:model` with a provider `init_chat_model` knows; False for a
+    plain model name, colons included (`qwen2.5:1.5b`, as Ollama names models)."""
+    provider, sep, model = name.partition(":")
+    if not sep:
+        return False
+    try:
+        init_chat_model(model, model_provider=provider)
+    except ImportError:
+        return True  # a known provider whose integration package is not installed
+    except ValueError as exc:
+        return "unsupported" not in str(exc).lower()
+    except Exception:
+        return True
+    return True
 
 
 def _openai_compatible(

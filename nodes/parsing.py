@@ -9,14 +9,12 @@ say) and count as a parse failure, so the model is asked again.
 from __future__ import annotations
 
 import json
-import re
 from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 T = TypeVar("T", bound=BaseModel)
 
-_FENCE = re.compile(r"```(?:json|JSON)?\s*\n?(.*?)```", re.DOTALL)
 _MAX_CANDIDATES = 50
 
 
@@ -25,19 +23,13 @@ class ReplyParseError(ValueError):
 
 
 def json_objects(text: str) -> list[dict[str, object]]:
-    """Every JSON object in `text`: the whole text, fenced blocks, then any `{...}` in it."""
+    """Every top-level JSON object in `text`, fenced or not, in order.
+
+    Each `{` not inside an object already decoded starts a candidate; so a verdict echoed
+    from an answer in a code fence and the judge's own unfenced verdict are both found (and
+    `parse_reply` then refuses the reply as ambiguous instead of believing the first).
+    """
     found: list[dict[str, object]] = []
-    stripped = text.strip()
-    candidates = [stripped, *(m.group(1).strip() for m in _FENCE.finditer(text))]
-    for candidate in candidates:
-        try:
-            value = json.loads(candidate)
-        except ValueError:
-            continue
-        if isinstance(value, dict):
-            found.append(value)
-    if found:
-        return found
     decoder = json.JSONDecoder()
     index = text.find("{")
     while index != -1 and len(found) < _MAX_CANDIDATES:

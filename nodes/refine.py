@@ -10,7 +10,7 @@ from langgraph.runtime import Runtime
 from graph.context import Context
 from graph.state import Answer, ChainState, Role
 from nodes.calls import call_json
-from nodes.common import call_config, context_of, usage_update
+from nodes.common import call_config, context_of, conversation_block, usage_update
 from nodes.models import ModelProvider, NamedModel
 from nodes.schemas import RefineReply
 from prompts import criteria_list, load_prompt, quote_data
@@ -60,6 +60,7 @@ async def refine(
         answer=quote_data(state.chain[-1].text),
         feedback=quote_data(state.feedback or ""),
         criteria=criteria_list(ctx.criteria),
+        conversation_block=conversation_block(state),
     )
     result = await call_json(
         model,

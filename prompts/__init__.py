@@ -18,8 +18,11 @@ _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 
 # Tags the prompts wrap data in; the same tags inside data are neutralised so an answer
 # cannot close its own block and write instructions or a verdict outside it.
+# Models read `< /answer_B>` and `<\/answer_B>` (a JSON-escaped slash) as closing tags too.
 _DATA_TAGS = re.compile(
-    r"<(/?)\s*(question|answer|answer_a|answer_b|feedback|reference)\b", re.IGNORECASE
+    r"<\s*((?:\\*/)?)\s*"
+    r"(question|answer|answer_a|answer_b|feedback|reference|conversation|turn)\b",
+    re.IGNORECASE,
 )
 
 
@@ -67,7 +70,7 @@ def load_prompt(name: str) -> Prompt:
 
 def quote_data(text: str) -> str:
     """Make untrusted text safe to put inside the prompts' data tags."""
-    return _DATA_TAGS.sub(lambda m: f"&lt;{m.group(1)}{m.group(2)}", text)
+    return _DATA_TAGS.sub(lambda m: f"&lt;{'/' if m.group(1) else ''}{m.group(2)}", text)
 
 
 def criteria_list(criteria: list[str]) -> str:

@@ -59,13 +59,13 @@ from refine_n_judge.curate.checks import InputFile, needs_embedded_model
 from refine_n_judge.curate.errors import InputRowError, SettingsError
 from refine_n_judge.curate.exports import DpoPairs, dpo_rows, sft_row
 from refine_n_judge.curate.options import DEFAULT_CONCURRENCY, CurateOptions
+from refine_n_judge.curate.outcomes import is_failure
 from refine_n_judge.curate.outputs import OutputDir, iter_lines
 from refine_n_judge.curate.pricing import PriceTable
 from refine_n_judge.curate.progress import Counters, Reporter, make_reporter
 from refine_n_judge.curate.records import FailureRow, InputItem
 from refine_n_judge.curate.report import Tally
 from refine_n_judge.curate.runner import (
-    FAILED_STOP_REASONS,
     failure_from_exception,
     failure_from_state,
     record_input_error,
@@ -156,7 +156,7 @@ class CurateActor:
         except Exception as exc:  # a bug or a bad setting: this row fails, the block goes on
             failed = _fallback_item(row)
             return item_id, "failure", failure_from_exception(failed, exc).to_json_line()
-        if state.stop_reason in FAILED_STOP_REASONS or not state.chain:
+        if is_failure(state):
             return item.id, "failure", failure_from_state(item, state).to_json_line()
         return item.id, "chain", state.to_json_line()
 

@@ -3,8 +3,9 @@
 - `InputItem`: one validated input row, ready for the graph.
 - `FailureRow`: a line of failures.jsonl (a bad input row, or an item the models could not
   finish, with its partial chain so nothing is lost).
-- `SftRow` / `DpoRow`: lines of sft.jsonl and dpo.jsonl, in the column layout TRL's
-  SFTTrainer (prompt/completion) and DPOTrainer (prompt/chosen/rejected) load as they are.
+- `SftRow` / `SftChatRow` / `DpoRow`: lines of sft.jsonl and dpo.jsonl, in the layouts
+  TRL's SFTTrainer (prompt/completion, or messages) and DPOTrainer (prompt/chosen/rejected,
+  standard or conversational) load as they are.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from graph.state import ChainState
+from graph.state import ChainState, ChatMessage
 
-PairKind = Literal["accepted_step", "final_over_rejected", "ordered"]
+PairKind = Literal["accepted_step", "final_over_rejected", "transitive"]
 
 
 class InputItem(BaseModel):
@@ -27,6 +28,10 @@ class InputItem(BaseModel):
     question: str
     answer: str | None = None
     reference: str | None = None
+    history: tuple[ChatMessage, ...] | None = Field(
+        default=None,
+        description="A chat row's turns before the question (None for a plain row).",
+    )
     source: str = Field(description="The input file the row came from.")
     line: int = Field(description="1-based line (row number for Parquet) in that file.")
 
@@ -37,6 +42,7 @@ class InputItem(BaseModel):
             "question": self.question,
             "answer": self.answer,
             "reference": self.reference,
+            "history": None if self.history is None else [m.model_dump() for m in self.history],
         }
 
 
@@ -79,30 +85,53 @@ class FailureRow(BaseModel):
 
 
 class SftRow(BaseModel):
-    """One line of sft.jsonl: the question and the best answer of its chain."""
+    """One line of sft.jsonl for a plain question: the question and its chain's best answer."""
 
     id: str
     prompt: str
     completion: str
 
 
-class DpoRow(BaseModel):
-    """One line of dpo.jsonl: an answer the judge preferred over another for the prompt."""
+class SftChatRow(BaseModel):
+    """One line of sft.jsonl for a chat row: the whole conversation, ending with the best
+    answer as the assistant's turn (TRL's conversational `messages` format)."""
 
     id: str
-    prompt: str
-    chosen: str
-    rejected: str
+    messages: list[ChatMessage]
+
+
+SftRecord = SftRow | SftChatRow
+
+
+class DpoRow(BaseModel):
+    """One line of dpo.jsonl: an answer the judges preferred over another for the prompt.
+
+    Plain questions use TRL's standard format (strings); chat rows its conversational one:
+    `prompt` is the conversation up to the question, `chosen`/`rejected` one assistant
+    message each.
+    """
+
+    id: str
+    prompt: str | list[ChatMessage]
+    chosen: str | list[ChatMessage]
+    rejected: str | list[ChatMessage]
     chosen_iteration: int
     rejected_iteration: int
     pair: PairKind = Field(
         description=(
-            "accepted_step: a refinement the judge accepted over its predecessor; "
-            "final_over_rejected: the final answer over the last rejected refinement; "
-            "ordered: a later chain answer over an earlier one (--dpo-pairs all)."
+            "accepted_step: a refinement the judges accepted over the answer it replaced; "
+            "final_over_rejected: the final answer over a refinement the judges rejected "
+            "because they preferred the final answer; transitive (--dpo-pairs all only): a "
+            "later chain answer over an earlier, non-adjacent one, through accepted steps."
         )
     )
-    rejected_outcome: str | None = Field(
+    outcome: str = Field(
+        description=(
+            "The decision behind the pair: refined (accepted step), previous (the judges "
+            "preferred the final answer), transitive."
+        )
+    )
+    confidence: float | None = Field(
         default=None,
-        description="For final_over_rejected: the judge's outcome (previous, tie, inconsistent).",
+        description="The decision's confidence (for transitive pairs: the lowest of its steps).",
     )

@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from graph.state import ChainState, UsageTable
+from refine_n_judge.curate.outcomes import is_partial
 from refine_n_judge.curate.pricing import PriceTable
 from refine_n_judge.curate.records import FailureRow
 from refine_n_judge.judge_health import JudgeHealth, judge_health
@@ -86,6 +87,7 @@ class Tally:
 
     def __init__(self) -> None:
         self.chains = 0
+        self.partial = 0
         self.failures = 0
         self.failure_kinds: Counter[str] = Counter()
         self.failure_stages: Counter[str] = Counter()
@@ -102,6 +104,7 @@ class Tally:
     def add_chain(self, state: ChainState, *, sft_rows: int = 0, dpo_rows: int = 0) -> None:
         """Count a finished item."""
         self.chains += 1
+        self.partial += is_partial(state)
         self.sft_rows += sft_rows
         self.dpo_rows += dpo_rows
         self.accepted_refinements += state.accepted_refinements
@@ -252,6 +255,7 @@ class RunReport(BaseModel):
             counts={
                 "items": tally.items,
                 "succeeded": tally.chains,
+                "partial": tally.partial,
                 "failed": tally.failures,
                 "accepted_refinements": tally.accepted_refinements,
                 "generated_initial_answers": tally.generated_initial,

@@ -1,8 +1,10 @@
 """Turning one raw input row (a JSON object, a CSV record, a Parquet row) into an item.
 
 A row is either flat (question / answer / reference fields, names set by `FieldMap`) or a
-chat conversation (a `messages` list): then, as in TULU, the last user turn is the question
-and the assistant turn right after it, if any, is the answer. A missing answer means the
+chat conversation (a `messages` list): then, as in TULU, the last user turn is the question,
+the assistant turn right after it, if any, is the answer, and every turn before the
+question (the system prompt, earlier user and assistant turns) is kept as its history: the
+prompts show it as context, and the exports write the whole conversation. A missing answer means the
 refiner writes the initial answer. A row without an id gets one from its content, so reruns
 of the same file give the same ids.
 """
@@ -16,8 +18,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from graph.state import ChatMessage
 from refine_n_judge.curate.errors import InputRowError
 from refine_n_judge.curate.records import InputItem
+
+CHAT_ROLES = ("system", "user", "assistant")
 
 _MISSING = object()
 RAW_PREVIEW_CHARS = 500
@@ -53,9 +58,17 @@ def lookup(row: Mapping[str, Any], name: str) -> Any:
     return value
 
 
-def stable_id(question: str, answer: str | None, reference: str | None) -> str:
+def stable_id(
+    question: str,
+    answer: str | None,
+    reference: str | None,
+    history: tuple[ChatMessage, ...] | None = None,
+) -> str:
     """An id from the item's content: the same row always gets the same id."""
-    payload = json.dumps([question, answer, reference], ensure_ascii=False)
+    content: list[Any] = [question, answer, reference]
+    if history:  # plain rows keep the ids they had before conversations were kept
+        content.append([[m.role, m.content] for m in history])
+    payload = json.dumps(content, ensure_ascii=False)
     return "auto-" + hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
 
 
@@ -106,12 +119,13 @@ class RowConverter:
                 row=row,
             )
         item_id = self._id(row, line)
+        history: tuple[ChatMessage, ...] | None = None
         question_value = lookup(row, self.fields.question)
         if question_value is not _MISSING and question_value is not None:
             question = self._text(row, self.fields.question, line, item_id, required=True)
             answer = self._text(row, self.fields.answer, line, item_id, required=False)
         elif lookup(row, self.fields.messages) not in (_MISSING, None):
-            question, answer = self._from_messages(row, line, item_id)
+            question, answer, history = self._from_messages(row, line, item_id)
         else:
             keys = ", ".join(sorted(map(str, row))) or "none"
             raise self.error(
@@ -126,10 +140,11 @@ class RowConverter:
         assert question is not None
         reference = self._text(row, self.fields.reference, line, item_id, required=False)
         return InputItem(
-            id=item_id or stable_id(question, answer, reference),
+            id=item_id or stable_id(question, answer, reference, history),
             question=question,
             answer=answer,
             reference=reference,
+            history=history,
             source=self.source,
             line=line,
         )
@@ -216,8 +231,8 @@ class RowConverter:
 
     def _from_messages(
         self, row: Mapping[str, Any], line: int, item_id: str | None
-    ) -> tuple[str, str | None]:
-        """The last user turn and the assistant turn right after it."""
+    ) -> tuple[str, str | None, tuple[ChatMessage, ...]]:
+        """The last user turn, the assistant turn right after it, and the turns before."""
         name = self.fields.messages
         messages = lookup(row, name)
         if not isinstance(messages, list):
@@ -237,6 +252,16 @@ class RowConverter:
                     "must be an object with a string 'role' and a 'content'",
                     line=line,
                     field=where,
+                    kind="wrong_type",
+                    row=row,
+                    item_id=item_id,
+                )
+            if message["role"] not in CHAT_ROLES:
+                raise self.error(
+                    f"has role {message['role']!r}; a conversation to refine may hold only "
+                    f"{', '.join(CHAT_ROLES)} turns",
+                    line=line,
+                    field=f"{where}.role",
                     kind="wrong_type",
                     row=row,
                     item_id=item_id,
@@ -262,16 +287,43 @@ class RowConverter:
             optional=False,
         )
         answer: str | None = None
-        if last + 1 < len(turns) and turns[last + 1][0] == "assistant":
+        after = last + 1
+        if after < len(turns) and turns[after][0] == "assistant":
             answer = self._checked_text(
-                _content_text(turns[last + 1][1]),
-                f"{name}[{last + 1}].content",
+                _content_text(turns[after][1]),
+                f"{name}[{after}].content",
                 line,
                 item_id,
                 row,
                 optional=True,
             )
-        return question, answer
+            after += 1
+        if after < len(turns):
+            raise self.error(
+                f"has a {turns[after][0]} turn after the answer to the last user turn; the "
+                "conversation must end with the question or its answer",
+                line=line,
+                field=f"{name}[{after}]",
+                kind="wrong_type",
+                row=row,
+                item_id=item_id,
+            )
+        history = tuple(
+            ChatMessage(
+                role=role,
+                content=self._history_text(content, f"{name}[{index}].content", line, item_id, row),
+            )
+            for index, (role, content) in enumerate(turns[:last])
+        )
+        return question, answer, history
+
+    def _history_text(
+        self, content: Any, where: str, line: int, item_id: str | None, row: Any
+    ) -> str:
+        text = _content_text(content)
+        if text is None or text == "":
+            return ""  # an empty earlier turn (a blank system prompt) is harmless context
+        return self._checked_text(text, where, line, item_id, row, optional=False)
 
 
 def _content_text(content: Any) -> Any:

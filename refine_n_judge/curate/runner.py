@@ -22,14 +22,12 @@ from graph.context import Context
 from graph.state import ChainState
 from refine_n_judge.curate.errors import InputRowError
 from refine_n_judge.curate.exports import DpoPairs, dpo_rows, sft_row
+from refine_n_judge.curate.outcomes import is_failure
 from refine_n_judge.curate.outputs import OutputDir
 from refine_n_judge.curate.progress import Counters, Reporter
 from refine_n_judge.curate.readers import ReadResult
 from refine_n_judge.curate.records import FailureRow, InputItem
 from refine_n_judge.curate.report import Tally
-
-FAILED_STOP_REASONS = frozenset({"model_error", "judge_error", "no_quorum"})
-"""Stop reasons that mean the models could not finish the item: it goes to failures."""
 
 _DONE = None  # queue sentinel
 
@@ -181,7 +179,7 @@ class CurateRunner:
             except Exception as exc:  # a bug or a bad setting: one failure row, the run goes on
                 self._record_failure(item, failure_from_exception(item, exc), None, started)
                 continue
-            if state.stop_reason in FAILED_STOP_REASONS or not state.chain:
+            if is_failure(state):
                 self._record_failure(item, failure_from_state(item, state), state, started)
             else:
                 self._record_chain(item, state, started)

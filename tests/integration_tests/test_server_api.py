@@ -150,6 +150,38 @@ async def test_thread_run_wait_returns_the_chain_state(client: LangGraphClient) 
     assert [r["status"] for r in runs] == ["success"]
 
 
+async def test_a_second_input_on_a_thread_starts_a_new_chain(
+    client: LangGraphClient, server: LangGraphServer
+) -> None:
+    thread = (await client.threads.create())["thread_id"]
+    first = {**item("first"), "reference": "v9", "history": [{"role": "system", "content": "S"}]}
+    await client.runs.wait(thread, GRAPH_ID, input=first)
+
+    # The second input leaves out reference and history: they must not carry over.
+    second = await client.runs.wait(
+        thread, GRAPH_ID, input={"question": "Second question", "answer": "v1", "id": "second"}
+    )
+
+    state = ChainState.model_validate(second)
+    assert (state.id, state.question, state.reference, state.history) == (
+        "second",
+        "Second question",
+        None,
+        None,
+    )
+    assert [a.text for a in state.chain] == ["v1", "v2"]
+    assert [d.iteration for d in state.decisions] == [1, 2]
+    assert {j.iteration for j in state.judgments} == {1, 2}
+    assert state.last_rejected is not None and state.last_rejected.text == "v3"
+    assert state.stop_reason == "rejected"
+    calls = state.usage[SERVER_MODEL]
+    assert (calls["feedback"].calls, calls["refine"].calls, calls["judge"].calls) == (2, 2, 4)
+    saved = await client.threads.get_state(thread)
+    assert ChainState.model_validate(saved["values"]) == state
+    # The checkpoints hold plain data: nothing for the serializer to warn about.
+    assert "unregistered type" not in server.log_path.read_text(encoding="utf-8")
+
+
 async def test_stream_gives_node_updates_and_judged_events_in_order(
     client: LangGraphClient,
 ) -> None:

@@ -7,7 +7,7 @@ import itertools
 
 import pytest
 
-from graph.baselines import build_best_of_n, build_refine_only, build_zero_shot
+from graph.baselines import BestOfNState, build_best_of_n, build_refine_only, build_zero_shot
 from graph.state import ChainState
 from refine_n_judge.testing.scripts import version
 from tests.fakes import ScriptedChatModel, judge_json, tag, versioned_handler
@@ -101,7 +101,7 @@ def test_best_of_n_keeps_the_champion_ladder_and_every_judgment() -> None:
     model = ScriptedChatModel(handler=sampling_handler([2, 5, 1, 7]))
     result = build_best_of_n(refiner=model, n=4).invoke({"question": "q", "answer": "v0 given"})
     state = ChainState.model_validate(result)
-    assert [a.text for a in result["samples"]] == [
+    assert [a.text for a in BestOfNState.model_validate(result).samples] == [
         "v2 sample",
         "v5 sample",
         "v1 sample",
@@ -111,7 +111,8 @@ def test_best_of_n_keeps_the_champion_ladder_and_every_judgment() -> None:
     assert [a.iteration for a in state.chain] == [0, 1, 3]
     assert [d.accepted for d in state.decisions] == [True, False, True]
     assert [d.iteration for d in state.decisions] == [1, 2, 3]
-    assert state.last_rejected is not None and state.last_rejected.text == "v1 sample"
+    # v1 lost to v5, which v7 then replaced: no rejection stands against the final pick
+    assert state.last_rejected is None
     assert len(state.judgments) == 6  # three comparisons, both orders each
     assert model.roles() == ["initial"] * 4 + ["judge"] * 6
     assert state.final_answer is not None and state.final_answer.text == "v7 sample"

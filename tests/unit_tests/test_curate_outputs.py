@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from graph.state import Answer, ChainState
+from graph.state import Answer, ChainState, Decision
 from refine_n_judge.curate.errors import OutputCorruptError, SettingsError
 from refine_n_judge.curate.exports import dpo_rows, sft_row
 from refine_n_judge.curate.outputs import OutputDir, repair_torn_tail
@@ -23,7 +23,20 @@ def state(item_id: str) -> ChainState:
             Answer(text="a0", iteration=0, model="input", role="initial"),
             Answer(text="a1", iteration=1, model="m", role="refiner"),
         ],
-        stop_reason="rejected",
+        decisions=[
+            Decision(
+                iteration=1,
+                candidate_role="refiner",
+                candidate_model="m",
+                verdicts=[],
+                answered=1,
+                votes_for_refined=1,
+                quorum=1,
+                accepted=True,
+                outcome="refined",
+            )
+        ],
+        stop_reason="max_iterations",
     )
 
 

@@ -53,7 +53,7 @@ def test_expected_digit_without_logprobs_or_digit() -> None:
 
 def test_written_digit_fallback() -> None:
     assert written_digit("Rating: 7/9") == 7
-    with pytest.raises(ReplyParseError, match="no rating digit"):
+    with pytest.raises(ReplyParseError, match="exactly one rating digit"):
         written_digit("excellent")
 
 

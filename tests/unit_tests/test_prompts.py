@@ -9,9 +9,9 @@ import pytest
 from prompts import PROMPTS_DIR, PromptError, load_prompt, quote_data
 
 EXPECTED = {
-    "initial_answer": {"question"},
-    "feedback": {"question", "answer", "criteria", "reference_block"},
-    "refine": {"question", "answer", "feedback", "criteria"},
+    "initial_answer": {"question", "conversation_block"},
+    "feedback": {"question", "answer", "criteria", "reference_block", "conversation_block"},
+    "refine": {"question", "answer", "feedback", "criteria", "conversation_block"},
     "judge_pairwise": {
         "criteria",
         "question",
@@ -19,9 +19,18 @@ EXPECTED = {
         "answer_b",
         "reference_block",
         "score_template",
+        "conversation_block",
     },
-    "judge_pointwise": {"aspect", "criteria", "question", "answer", "reference_block"},
+    "judge_pointwise": {
+        "aspect",
+        "criteria",
+        "question",
+        "answer",
+        "reference_block",
+        "conversation_block",
+    },
     "reference_block": {"reference"},
+    "conversation_block": {"turns"},
     "retry_parse": {"error"},
 }
 
@@ -37,7 +46,7 @@ def test_placeholders(name: str) -> None:
 
 def test_missing_or_unknown_values_name_the_file() -> None:
     with pytest.raises(PromptError, match=r"refine.txt.*missing values for \['feedback'\]"):
-        load_prompt("refine").format(question="q", answer="a", criteria="c")
+        load_prompt("refine").format(question="q", answer="a", criteria="c", conversation_block="")
     with pytest.raises(PromptError, match=r"unknown names \['typo'\]"):
         load_prompt("retry_parse").format(error="e", typo="x")
 
