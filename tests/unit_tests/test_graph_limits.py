@@ -16,7 +16,8 @@ from langgraph.errors import GraphRecursionError
 from pydantic import Field
 
 from graph import ChainState, build_graph
-from tests.fakes import ScriptedChatModel, versioned_handler
+from refine_n_judge.testing.scripts import version
+from tests.fakes import ScriptedChatModel, judge_json, refine_json, tag, versioned_handler
 
 ROOT = Path(__file__).resolve().parents[2]
 OWN_PACKAGES = {"graph", "nodes", "prompts", "refine_n_judge", "evals", "tests", "benchmarks"}
@@ -27,9 +28,36 @@ def test_the_graph_keeps_langgraphs_default_recursion_limit() -> None:
     assert "recursion_limit" not in (graph.config or {})
 
 
+@pytest.mark.parametrize("alternate", [False, True], ids=["refiner", "with-alternate"])
 @pytest.mark.parametrize("limit", range(3, 26))
-def test_a_small_recursion_limit_ends_the_chain_instead_of_raising(limit: int) -> None:
-    graph = build_graph(refiner=ScriptedChatModel(handler=versioned_handler(stop_at=100)))
+def test_a_small_recursion_limit_ends_the_chain_instead_of_raising(
+    limit: int, alternate: bool
+) -> None:
+    """Limits from 3 (the least that runs initial_answer and ends the chain) up; with an
+    alternate refiner every other candidate is rejected first, so its extra try runs too."""
+    primary = versioned_handler(stop_at=100)
+
+    def rejecting(role: str, prompt: str) -> object:  # the primary's refinements are "x<N>"
+        reply = primary(role, prompt)
+        return (
+            refine_json("x" + str(version(tag(prompt, "answer")) + 1))
+            if role == "refine"
+            else reply
+        )
+
+    def judging(role: str, prompt: str) -> object:  # the higher v<N> wins; an x<N> never does
+        a, b = tag(prompt, "answer_A"), tag(prompt, "answer_B")
+        if a.startswith("x") or b.startswith("x"):
+            return judge_json("B" if a.startswith("x") else "A")
+        return primary(role, prompt)
+
+    graph = build_graph(
+        refiner=ScriptedChatModel(handler=rejecting if alternate else primary),
+        judges=[ScriptedChatModel(handler=judging, model_name="judge")],
+        alternate_refiner=(
+            ScriptedChatModel(handler=primary, model_name="alt") if alternate else None
+        ),
+    )
     try:
         result = graph.invoke(
             {"question": "q", "answer": "v0"},
@@ -43,6 +71,8 @@ def test_a_small_recursion_limit_ends_the_chain_instead_of_raising(limit: int) -
     assert state.chain[0].text == "v0"
     # every accepted step is kept, and each has its decision
     assert [a.text for a in state.chain] == [f"v{i}" for i in range(len(state.chain))]
+    if alternate and len(state.chain) > 1:
+        assert {a.role for a in state.chain[1:]} == {"alternate_refiner"}
     assert sum(d.accepted for d in state.decisions) == len(state.chain) - 1
 
 
