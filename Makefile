@@ -2,7 +2,7 @@
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
-EXTRAS := local,data,server,evals,ray,dev
+EXTRAS := local,data,server,evals,ray,view,dev
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
 .PHONY: setup demo test unit lint format model clean

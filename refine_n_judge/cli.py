@@ -61,6 +61,21 @@ def _run_serve_model(args: argparse.Namespace) -> int:
     return serve_main(args)
 
 
+# --------------------------------------------------------------------------- view
+
+
+def _add_view_arguments(parser: argparse.ArgumentParser) -> None:
+    from refine_n_judge.view.command import add_view_arguments
+
+    add_view_arguments(parser)
+
+
+def _run_view(args: argparse.Namespace) -> int:
+    from refine_n_judge.view.command import run_view
+
+    return run_view(args)
+
+
 # --------------------------------------------------------------------------- prepare
 
 
@@ -121,6 +136,12 @@ SUBCOMMANDS: list[Subcommand] = [
         "serve the embedded local model on 127.0.0.1 (OpenAI-compatible)",
         _add_serve_arguments,
         _run_serve_model,
+    ),
+    Subcommand(
+        "view",
+        "browse a curate output folder in a local web page: the run, the items, each chain",
+        _add_view_arguments,
+        _run_view,
     ),
     Subcommand(
         "prepare",
