@@ -12,7 +12,10 @@ Requests must name the loopback host (a guard against DNS rebinding).
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, get_args
@@ -215,6 +218,7 @@ def _environment() -> Environment:
     )
     env.globals["pretty"] = item_view.pretty
     env.globals["call_extras"] = item_view.call_extras
+    env.globals["is_conversation"] = item_view.is_conversation
     return env
 
 
@@ -231,14 +235,17 @@ def _format_number(value: Any) -> str:
 
 
 def create_app(out: Path) -> Starlette:
-    """The viewer over the curate output folder `out`."""
+    """The viewer over the curate output folder `out`.
+
+    Each request indexes what the files gained since the last one (a bounded step); while
+    the app runs (its lifespan), a background thread reads the rest of a large folder.
+    """
     index = RunIndex(out)
     templates = Jinja2Templates(env=_environment())
 
     def page(request: Request, name: str, status_code: int = 200, **context: Any) -> Response:
-        return templates.TemplateResponse(
-            request, name, {"out": str(out), **context}, status_code=status_code
-        )
+        context = {"out": str(out), "progress": index.progress(), **context}
+        return templates.TemplateResponse(request, name, context, status_code=status_code)
 
     def run_page(request: Request) -> Response:
         report, report_error = read_report(out)
@@ -298,7 +305,19 @@ def create_app(out: Path) -> Starlette:
             dpo=dpo,
         )
 
-    return Starlette(
+    @contextlib.asynccontextmanager
+    async def follow_the_files(app: Starlette) -> AsyncIterator[None]:
+        stop = threading.Event()
+        follower = threading.Thread(target=index.follow, args=(stop,), daemon=True)
+        follower.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            follower.join(timeout=10)
+
+    app = Starlette(
+        lifespan=follow_the_files,
         routes=[
             Route("/", run_page),
             Route("/items", items_page),
@@ -309,3 +328,5 @@ def create_app(out: Path) -> Starlette:
             Middleware(TrustedHostMiddleware, allowed_hosts=ALLOWED_HOSTS),
         ],
     )
+    app.state.index = index
+    return app

@@ -85,7 +85,7 @@ def run_view(args: argparse.Namespace) -> int:
     if args.open:
         webbrowser.open(url)  # the socket already listens: the browser's request waits for us
     config = uvicorn.Config(
-        create_app(out.resolve()), log_level="warning", access_log=False, lifespan="off"
+        create_app(out.resolve()), log_level="warning", access_log=False, lifespan="on"
     )
     with sock:
         uvicorn.Server(config).run(sockets=[sock])

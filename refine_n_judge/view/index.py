@@ -11,7 +11,6 @@ list page filters on) and the offsets of each item's sft.jsonl and dpo.jsonl row
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from collections import Counter
@@ -20,9 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import orjson
+
 from refine_n_judge.curate.outputs import CHAINS, DPO, FAILURES, SFT
 
 READ_CHUNK = 1 << 20
+STEP_BYTES = 8 << 20
+"""Most bytes of each file one request (or one step of the follower) indexes, so a page
+answers at once while a large folder is still being read."""
+FOLLOW_POLL_SECONDS = 1.0
 QUESTION_PREVIEW_CHARS = 200
 SEARCH_CHARS = 500
 """Text search matches the id and the first SEARCH_CHARS characters of each question."""
@@ -78,22 +83,37 @@ class LineIndex:
         self._identity: tuple[int, int] | None = None
         self._end = 0
         self._lines = 0
+        self._size = 0
 
-    def refresh(self) -> None:
-        """Read what was appended since the last refresh. A file that shrank, was replaced
-        or disappeared is started afresh: `on_reset` first, then its lines again."""
+    @property
+    def indexed(self) -> int:
+        """Bytes read so far (up to the end of the last complete line)."""
+        return self._end
+
+    @property
+    def size(self) -> int:
+        """The file's size at the last refresh."""
+        return self._size
+
+    def refresh(self, budget: int | None = None) -> bool:
+        """Read what was appended since the last refresh, at most about `budget` bytes;
+        True when every complete line is read. A file that shrank, was replaced or
+        disappeared is started afresh: `on_reset` first, then its lines again."""
         try:
             stat = os.stat(self.path)
         except FileNotFoundError:
             if self._identity is not None:
                 self._forget()
-            return
+            self._size = 0
+            return True
         identity = (stat.st_dev, stat.st_ino)
         if self._identity is not None and (identity != self._identity or stat.st_size < self._end):
             self._forget()
         self._identity = identity
+        self._size = stat.st_size
         if stat.st_size > self._end:
-            self._read_from(self._end)
+            return self._read_from(self._end, budget)
+        return True
 
     def _forget(self) -> None:
         self._identity = None
@@ -101,7 +121,7 @@ class LineIndex:
         self._lines = 0
         self._on_reset()
 
-    def _read_from(self, start: int) -> None:
+    def _read_from(self, start: int, budget: int | None) -> bool:
         with open(self.path, "rb") as handle:
             handle.seek(start)
             offset = start
@@ -116,6 +136,9 @@ class LineIndex:
                         self._on_line(Span(offset, len(line), self._lines), line)
                     offset += len(line)
                 self._end = offset
+                if budget is not None and offset - start >= budget:
+                    return False
+        return True
 
     def read(self, span: Span) -> bytes:
         """The bytes of one indexed line."""
@@ -134,7 +157,7 @@ def _preview(text: str) -> str:
 def _entry(source: Source, span: Span, line: bytes, file_name: str) -> Entry:
     """The index entry of one row; an unreadable line becomes an entry saying so."""
     try:
-        row = json.loads(line)
+        row = orjson.loads(line)
         if not isinstance(row, dict):
             raise ValueError("the line is not a JSON object")
     except ValueError as exc:
@@ -196,6 +219,19 @@ class Page:
     total: int
 
 
+@dataclass(frozen=True)
+class Progress:
+    """Bytes of the folder's files indexed so far, of their size; `done` when all is read."""
+
+    indexed: int
+    size: int
+    done: bool
+
+    @property
+    def share(self) -> float:
+        return self.indexed / self.size if self.size else 1.0
+
+
 @dataclass
 class LiveTally:
     """Counts over what the files hold now (run.json is only rewritten every 30 s)."""
@@ -233,6 +269,7 @@ class RunIndex:
         self._failures: list[Entry] = []
         self._by_id: dict[str, Entry] = {}
         self._ids_stale = False
+        self._caught_up = False
         self._version = 0  # bumped by every change of the item entries
         self._tally: tuple[int, LiveTally] | None = None
         self._dpo: dict[str, list[Span]] = {}
@@ -278,14 +315,37 @@ class RunIndex:
         self._ids_stale = True
         self._version += 1
 
-    def _refresh(self) -> None:
-        for index in self._files.values():
-            index.refresh()
+    def _refresh(self, budget: int | None = STEP_BYTES) -> None:
+        done = [index.refresh(budget) for index in self._files.values()]
+        self._caught_up = all(done)
         if self._ids_stale:  # a file was read afresh: its old ids may be gone
             self._by_id = {}
             for entry in self._all():
                 self._by_id.setdefault(entry.id, entry)
             self._ids_stale = False
+
+    def catch_up(self) -> None:
+        """Index everything the files hold now, however long it takes."""
+        with self._lock:
+            self._refresh(budget=None)
+
+    def follow(self, stop: threading.Event) -> None:
+        """Keep indexing, a step at a time, until `stop` is set (the web server's
+        background thread: a large folder gets read while pages already answer)."""
+        while not stop.is_set():
+            with self._lock:
+                self._refresh()
+                caught_up = self._caught_up
+            if caught_up:
+                stop.wait(FOLLOW_POLL_SECONDS)
+
+    def progress(self) -> Progress:
+        """How much of the folder is indexed."""
+        with self._lock:
+            files = self._files.values()
+            return Progress(
+                sum(f.indexed for f in files), sum(f.size for f in files), self._caught_up
+            )
 
     def _all(self) -> Iterator[Entry]:
         yield from self._chains
@@ -324,7 +384,7 @@ class RunIndex:
             ValueError: the line is not a JSON object (a damaged file).
         """
         raw = self._files[CHAINS if entry.source == "chains" else FAILURES].read(entry.span)
-        row = json.loads(raw)
+        row = orjson.loads(raw)
         if not isinstance(row, dict):
             raise ValueError("the line is not a JSON object")
         return row
@@ -391,7 +451,7 @@ def _row_id(line: bytes) -> str | None:
 
 def _load(line: bytes) -> dict[str, Any] | None:
     try:
-        row = json.loads(line)
+        row = orjson.loads(line)
     except ValueError:
         return None
     return row if isinstance(row, dict) else None

@@ -16,6 +16,7 @@ STATE_FIELDS = frozenset(
     {
         "id",
         "question",
+        "history",
         "answer",
         "reference",
         "chain",
@@ -156,7 +157,8 @@ def arrange(state: dict[str, Any]) -> Chain:
     final = chain[-1] if chain else None
     rejected = state.get("last_rejected")
     pending = state.get("candidate")
-    conversation = None
+    history = state.get("history")
+    conversation = history if is_conversation(history) else None
     extra: dict[str, str] = {}
     for key, value in state.items():
         if key in STATE_FIELDS:

@@ -9,11 +9,13 @@ import re
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from refine_n_judge import cli
@@ -136,7 +138,19 @@ def test_item_list_filters(client: TestClient) -> None:
     assert item_ids(client.get("/items?q=%3Ci%3E").text) == ["hostile"]  # "<i>"
 
 
-def test_conversation_of_a_chat_row(tmp_path: Path) -> None:
+def test_chat_item_shows_its_conversation(client: TestClient) -> None:
+    html = client.get("/item", params={"id": "chat"}).text
+    conversation = html[html.index('id="conversation"') : html.index('id="question"')]
+    assert conversation.index("earlier turn") < conversation.index("earlier reply")
+    assert "chat v?" in html[html.index('id="question"') :]
+    # its DPO prompts and SFT row are conversations too, shown turn by turn
+    assert html.count("<summary>prompt (a conversation)</summary>") == html.count(
+        'class="card dpo"'
+    )
+    assert '<div class="label">assistant</div><div class="text">v2 is better</div>' in html
+
+
+def test_conversation_under_another_field_name(tmp_path: Path) -> None:
     (tmp_path / "chains.jsonl").write_text(json.dumps(chain_row_with_conversation()) + "\n")
     client = TestClient(create_app(tmp_path), base_url="http://127.0.0.1")
     html = client.get("/item", params={"id": "chat-1"}).text
@@ -173,22 +187,49 @@ def test_nothing_outside_the_pages_is_served(client: TestClient) -> None:
     assert client.get("/", headers={"host": "localhost:9"}).status_code == 200
 
 
-def test_20000_items_first_and_last_page(tmp_path: Path) -> None:
-    out = synthetic_folder(tmp_path / "big", 20_000)
-    client = TestClient(create_app(out), base_url="http://127.0.0.1")
+@pytest.fixture(scope="module")
+def big_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return synthetic_folder(tmp_path_factory.mktemp("view-big") / "out", 20_000)
+
+
+def wait_until_indexed(app: Starlette) -> None:
+    deadline = time.monotonic() + 300
+    while not app.state.index.progress().done:
+        assert time.monotonic() < deadline, "the background index never caught up"
+        time.sleep(0.05)
+
+
+def test_20000_items_first_and_last_page(big_folder: Path) -> None:
+    app = create_app(big_folder)
+    with TestClient(app, base_url="http://127.0.0.1") as client:  # runs the background index
+        first = client.get("/items").text
+        assert item_ids(first) == [f"item-{n:06d}" for n in range(50)]
+        wait_until_indexed(app)
+        first = client.get("/items").text
+        assert item_ids(first) == [f"item-{n:06d}" for n in range(50)]
+        assert "20,000 of 20,000" in first and "page 1 of 400" in first
+        assert 'href="/items?page=400" id="last"' in first and 'id="indexing"' not in first
+        last = client.get("/items?page=400").text
+        assert item_ids(last) == [f"item-{n:06d}" for n in range(19_950, 20_000)]
+        assert "page 400 of 400" in last and 'id="next"' not in last
+        alt_last = client.get("/items?alt=1&page=1000").text  # past the end: the last page
+        assert item_ids(alt_last)[-1] == "item-019999"  # 7 * 2857, with 3 refinements
+        item = client.get("/item", params={"id": "item-019999"}).text
+        assert "Question number 19999" in item and item.count('<section class="card dpo">') == 3
+        run = client.get("/").text
+        assert stat(run, "items") == "20,000" and stat(run, "succeeded") == "20,000"
+
+
+def test_a_large_folder_answers_before_it_is_all_read(big_folder: Path) -> None:
+    client = TestClient(create_app(big_folder), base_url="http://127.0.0.1")  # no background
     first = client.get("/items").text
     assert item_ids(first) == [f"item-{n:06d}" for n in range(50)]
-    assert "20,000 of 20,000" in first and "page 1 of 400" in first
-    assert 'href="/items?page=400" id="last"' in first
-    last = client.get("/items?page=400").text
-    assert item_ids(last) == [f"item-{n:06d}" for n in range(19_950, 20_000)]
-    assert "page 400 of 400" in last and 'id="next"' not in last
-    alt_last = client.get("/items?alt=1&page=1000").text  # past the end: the last page
-    assert item_ids(alt_last)[-1] == "item-019999"  # 7 * 2857, with 3 refinements
-    item = client.get("/item", params={"id": "item-019999"}).text
-    assert "Question number 19999" in item and item.count('<section class="card dpo">') == 3
-    run = client.get("/").text
-    assert stat(run, "items") == "20,000" and stat(run, "succeeded") == "20,000"
+    assert 'id="indexing"' in first and "Reading the folder" in first
+    read_first = int(re.search(r'id="matched">([\d,]+) of', first).group(1).replace(",", ""))
+    assert 50 <= read_first < 20_000
+    again = client.get("/items").text  # each request reads one more step
+    read_again = int(re.search(r'id="matched">([\d,]+) of', again).group(1).replace(",", ""))
+    assert read_first < read_again
 
 
 def test_view_command_bad_arguments(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -145,6 +145,6 @@ def synthetic_folder(out: Path, items: int) -> Path:
                     DpoRow(id=state.id, prompt=state.question, chosen=after.text,
                            rejected=before.text, chosen_iteration=after.iteration,
                            rejected_iteration=before.iteration,
-                           pair="accepted_step").model_dump_json() + "\n"
+                           pair="accepted_step", outcome="refined").model_dump_json() + "\n"
                 )  # fmt: skip
     return out
