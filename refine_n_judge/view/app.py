@@ -33,7 +33,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from refine_n_judge.curate.outputs import REPORT
 from refine_n_judge.view import item as item_view
-from refine_n_judge.view.index import UNREADABLE, ItemFilter, LiveTally, RunIndex, Status
+from refine_n_judge.view.index import ItemFilter, LiveTally, RunIndex, Status
 from refine_n_judge.view.plots import Bar, bar_chart, column_chart
 
 PER_PAGE = 50
@@ -280,18 +280,18 @@ def create_app(out: Path) -> Starlette:
         item_id = request.query_params.get("id")
         if not item_id:
             return page(request, "error.html", 400, message="id is missing: /item?id=ITEM_ID")
-        entry = index.find(item_id)
-        if entry is None:
+        try:
+            found = index.load(item_id)
+        except ValueError as exc:
+            return page(request, "error.html", 500, message=str(exc))
+        if found is None:
             return page(request, "error.html", 404, message=f"no item has the id {item_id!r}")
-        if entry.kind == UNREADABLE:
+        entry, row = found
+        if row is None:
             return page(
                 request, "unreadable.html", entry=entry,
                 raw=index.read_raw(entry, RAW_LINE_CHARS),
             )  # fmt: skip
-        try:
-            row = index.read(entry)
-        except ValueError as exc:
-            return page(request, "error.html", 500, message=f"{entry.id}: {exc}")
         state = row if entry.source == "chains" else row.get("state")
         sft, dpo = index.exports(entry.id)
         return page(

@@ -115,6 +115,10 @@ class LineIndex:
             return self._read_from(self._end, budget)
         return True
 
+    def restart(self) -> None:
+        """Forget every line: the next refresh reads the file from its first byte."""
+        self._forget()
+
     def _forget(self) -> None:
         self._identity = None
         self._end = 0
@@ -141,10 +145,13 @@ class LineIndex:
         return True
 
     def read(self, span: Span) -> bytes:
-        """The bytes of one indexed line."""
-        with open(self.path, "rb") as handle:
-            handle.seek(span.offset)
-            return handle.read(span.length)
+        """The bytes of one indexed line (empty if the file is gone since its refresh)."""
+        try:
+            with open(self.path, "rb") as handle:
+                handle.seek(span.offset)
+                return handle.read(span.length)
+        except FileNotFoundError:
+            return b""
 
 
 def _preview(text: str) -> str:
@@ -371,23 +378,31 @@ class RunIndex:
         pages = _pages(matched_count, per_page)
         return Page(chosen, min(number, pages), pages, matched_count, total)
 
-    def find(self, item_id: str) -> Entry | None:
-        """The entry of an item (its first row, should an id repeat)."""
-        with self._lock:
-            self._refresh()
-            return self._by_id.get(item_id)
+    def load(self, item_id: str) -> tuple[Entry, dict[str, Any] | None] | None:
+        """An item's entry and full row, read at its offset (None for the row of an
+        unreadable line); None when no item has that id.
 
-    def read(self, entry: Entry) -> dict[str, Any]:
-        """The full row of an entry, read at its offset.
+        The row must carry the id its entry has: when it does not, the file changed under
+        the index (rewritten between two refreshes), so the file is read afresh and the
+        item looked up again.
 
         Raises:
-            ValueError: the line is not a JSON object (a damaged file).
+            ValueError: the row still does not match after the file was read afresh.
         """
-        raw = self._files[CHAINS if entry.source == "chains" else FAILURES].read(entry.span)
-        row = orjson.loads(raw)
-        if not isinstance(row, dict):
-            raise ValueError("the line is not a JSON object")
-        return row
+        for _ in range(2):
+            with self._lock:
+                self._refresh()
+                entry = self._by_id.get(item_id)
+                if entry is None:
+                    return None
+                if entry.kind == UNREADABLE:
+                    return entry, None
+                lines = self._files[CHAINS if entry.source == "chains" else FAILURES]
+                row = _load(lines.read(entry.span))
+                if row is not None and str(row.get("id")) == entry.id:
+                    return entry, row
+                lines.restart()
+        raise ValueError(f"the row of {item_id!r} changed while it was being read")
 
     def read_raw(self, entry: Entry, limit: int) -> str:
         """The first `limit` characters of an entry's line, for unreadable lines."""
@@ -400,9 +415,11 @@ class RunIndex:
             self._refresh()
             sft_span = self._sft.get(item_id)
             dpo_spans = list(self._dpo.get(item_id, ()))
-        sft = _load(self._files[SFT].read(sft_span)) if sft_span else None
-        dpo = [row for span in dpo_spans if (row := _load(self._files[DPO].read(span)))]
-        return sft, dpo
+            sft = _load(self._files[SFT].read(sft_span)) if sft_span else None
+            dpo = [_load(self._files[DPO].read(span)) for span in dpo_spans]
+        # a row whose id is not the item's was read from a file rewritten since its refresh
+        mine = [row for row in dpo if row is not None and str(row.get("id")) == item_id]
+        return (sft if sft is not None and str(sft.get("id")) == item_id else None), mine
 
     def tally(self) -> LiveTally:
         """Counts over the items the files hold now, in run.json's terms."""

@@ -51,27 +51,26 @@ def test_a_half_written_line_waits_until_its_newline(out: Path) -> None:
         assert ids(index) == ["a", "b"]
         handle.write(whole[20:])
     assert ids(index) == ["a", "b", "c"]
-    entry = index.find("c")
-    assert entry is not None and entry.chain_length == 3
-    assert index.read(entry)["chain"][-1]["text"] == "v3"
+    entry, row = index.load("c")
+    assert entry.chain_length == 3 and row["chain"][-1]["text"] == "v3"
 
 
 def test_a_replaced_file_is_read_afresh(out: Path) -> None:
     failures = out / "failures.jsonl"
     failures.write_bytes(line({"id": "f1", "stage": "input", "kind": "malformed", "reason": "x"}))
     index = RunIndex(out)
-    assert index.find("f1") is not None
+    assert index.load("f1") is not None
     # --retry-failed rewrites failures.jsonl atomically (a new inode), here with another row
     tmp = out / ".failures.tmp"
     tmp.write_bytes(line({"id": "f2", "stage": "refine", "kind": "model_error", "reason": "y",
                           "state": chain_row("f2", 0, stop_reason=None)}))  # fmt: skip
     os.replace(tmp, failures)
-    assert index.find("f1") is None
-    f2 = index.find("f2")
-    assert f2 is not None and f2.failed and f2.kind == "model_error" and f2.chain_length == 0
-    assert index.read(f2)["reason"] == "y"
+    assert index.load("f1") is None
+    f2, row = index.load("f2")
+    assert f2.failed and f2.kind == "model_error" and f2.chain_length == 0
+    assert row["reason"] == "y"
     failures.unlink()
-    assert index.find("f2") is None
+    assert index.load("f2") is None
     assert ids(index) == ["a", "b"]
 
 
@@ -80,7 +79,7 @@ def test_a_file_cut_shorter_is_read_afresh(out: Path) -> None:
     assert ids(index) == ["a", "b"]
     (out / "chains.jsonl").write_bytes(line(chain_row("z")))
     assert ids(index) == ["z"]
-    assert index.find("a") is None
+    assert index.load("a") is None
 
 
 def test_filters_and_pages(out: Path) -> None:
@@ -118,8 +117,8 @@ def test_an_unreadable_line_is_an_entry_saying_so(out: Path) -> None:
         handle.write(line(chain_row("after")))
     index = RunIndex(out)
     assert ids(index) == ["a", "b", "chains.jsonl:3", "after"]
-    entry = index.find("chains.jsonl:3")
-    assert entry is not None and entry.kind == "unreadable_line"
+    entry, row = index.load("chains.jsonl:3")
+    assert entry.kind == "unreadable_line" and row is None
     assert index.read_raw(entry, 100) == "{not json\n"
     assert index.tally().unreadable == 1
 
@@ -136,3 +135,16 @@ def test_exports_of_an_item(out: Path) -> None:
     assert sft == {"id": "b", "prompt": "q", "completion": "v2"}
     assert [r["chosen"] for r in dpo] == ["v1", "v2"]
     assert index.exports("missing") == (None, [])
+
+
+def test_a_row_read_after_its_file_was_rewritten_is_looked_up_again(out: Path) -> None:
+    index = RunIndex(out)
+    assert index.load("b") is not None
+    # rewritten in place between two refreshes, same size, same inode: the offsets are stale
+    rows = line(chain_row("x")) + line(chain_row("b", 2))
+    assert len(rows) == (out / "chains.jsonl").stat().st_size
+    with open(out / "chains.jsonl", "r+b") as handle:
+        handle.write(rows)
+    entry, row = index.load("b")
+    assert row["id"] == "b" and entry.span.offset == len(line(chain_row("x")))
+    assert index.load("a") is None
