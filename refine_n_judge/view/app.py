@@ -178,8 +178,8 @@ def _plots(tally: LiveTally, report: dict[str, Any] | None) -> dict[str, Any]:
             title="Failures by kind",
         ),
     }  # fmt: skip
-    health = (report or {}).get("judge_health") or {}
-    by_iteration = health.get("consistency_by_iteration") or {}
+    health = (report or {}).get("judge_health")
+    by_iteration = (health if isinstance(health, dict) else {}).get("consistency_by_iteration")
     if isinstance(by_iteration, dict) and by_iteration:
         plots["consistency"] = column_chart(
             [
