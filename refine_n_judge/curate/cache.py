@@ -24,6 +24,8 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, Generati
 from sqlalchemy import create_engine, event, select
 from sqlalchemy.orm import Session
 
+from refine_n_judge.curate.errors import SettingsError
+
 # `loads` with an allowlist is the safe way to revive cached messages; its beta notice
 # would otherwise print on every run that uses the cache.
 warnings.filterwarnings("ignore", message="The function `loads` is in beta")
@@ -85,6 +87,37 @@ class CountingSQLiteCache(SQLiteCache):
         """Hits and misses so far."""
         with self._lock:
             return {"hits": self.hits, "misses": self.misses}
+
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def check_cache_path(path: Path) -> None:
+    """Refuse a --cache path that cannot be the cache (nothing is created here).
+
+    Raises:
+        SettingsError: the path is a directory, a file that is not SQLite, or its folder
+            cannot be made.
+    """
+    if path.is_dir():
+        raise SettingsError(f"invalid --cache {path}: it is a directory; give a file path")
+    if path.exists():
+        try:
+            with open(path, "rb") as handle:
+                head = handle.read(len(SQLITE_HEADER))
+        except OSError as exc:
+            raise SettingsError(f"invalid --cache {path}: cannot read it ({exc})") from exc
+        if head and head != SQLITE_HEADER:
+            raise SettingsError(
+                f"invalid --cache {path}: it is not an SQLite file; give a new path or the "
+                "cache file of an earlier run"
+            )
+        return
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise SettingsError(f"invalid --cache {path}: {parent} is not a directory")
 
 
 def install_cache(path: Path) -> CountingSQLiteCache:

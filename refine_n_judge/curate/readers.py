@@ -13,8 +13,11 @@ import csv
 import gzip
 import io
 import json
+import re
 import sys
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Literal
 
@@ -47,6 +50,8 @@ def detect_format(path: Path, explicit: InputFormat | None = None) -> InputForma
     the JSON reader checks the first character and the file is sniffed here.
     """
     if explicit is not None:
+        if explicit == "json" and _first_char(path) == "{":
+            _refuse_json_object(path)
         return explicit
     suffixes = [s.lower() for s in path.suffixes]
     if suffixes and suffixes[-1] == ".gz":
@@ -58,8 +63,57 @@ def detect_format(path: Path, explicit: InputFormat | None = None) -> InputForma
             f"({'|'.join(INPUT_FORMATS)})"
         )
     if found == "json" and _first_char(path) == "{":
+        _refuse_json_object(path)
         return "jsonl"
     return found
+
+
+JSON_OBJECT_MAX_BYTES = 256 << 20
+"""A JSON object input is parsed to name its array keys only up to this size."""
+
+
+def _first_line_is_json(path: Path) -> bool:
+    """True when the first non-empty line is a whole JSON value (JSONL), not the start
+    of a pretty-printed object."""
+    try:
+        with _open_text(path) as handle:
+            for line in handle:
+                if line.strip("\ufeff \t\r\n"):
+                    json.loads(line.lstrip("\ufeff"))
+                    return True
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return False
+
+
+def _refuse_json_object(path: Path) -> None:
+    """Refuse a file that is one (pretty-printed) JSON object, naming its array keys.
+
+    Raises:
+        SettingsError: the file parses as one JSON object whose first line is not whole
+            (JSONL's first row would be).
+    """
+    if _first_line_is_json(path):
+        return
+    try:
+        if path.suffix.lower() != ".gz" and path.stat().st_size > JSON_OBJECT_MAX_BYTES:
+            return  # not parsed whole: read as JSONL, whose rows then say what is wrong
+        with _open_text(path) as handle:
+            data = json.load(handle)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return  # not one JSON value: JSONL with bad rows, reported per line
+    if not isinstance(data, dict):
+        return
+    head = f"{path} holds one JSON object, not an array of rows or one object per line"
+    arrays = [(key, len(value)) for key, value in data.items() if isinstance(value, list)]
+    if not arrays:
+        keys = ", ".join(list(map(str, data))[:10])
+        raise SettingsError(f"{head} (its keys: {keys}), and none of them holds an array")
+    key, count = max(arrays, key=lambda pair: pair[1])
+    raise SettingsError(
+        f"{head}; its key {key!r} holds an array of {count} item(s): extract it into its own "
+        f"file (e.g. jq '.{key}' {path.name} > rows.json) and pass that file"
+    )
 
 
 def _first_char(path: Path) -> str | None:
@@ -71,10 +125,25 @@ def _first_char(path: Path) -> str | None:
     return head[:1] or None
 
 
-def _open_text(path: Path, newline: str | None = None) -> IO[str]:
+def _open_text(path: Path, newline: str | None = None, errors: str = "strict") -> IO[str]:
+    """The file as text. With `errors="surrogateescape"` an undecodable byte becomes a lone
+    surrogate (U+DC80..U+DCFF) that the reader finds in the row it belongs to."""
     if path.suffix.lower() == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", newline=newline)
-    return open(path, encoding="utf-8-sig", newline=newline)
+        return io.TextIOWrapper(
+            gzip.open(path, "rb"), encoding="utf-8-sig", newline=newline, errors=errors
+        )
+    return open(path, encoding="utf-8-sig", newline=newline, errors=errors)
+
+
+_UNDECODED = re.compile("[\udc80-\udcff]")
+
+
+def _undecoded_line(text: str, first_line: int) -> int | None:
+    """The line of the first undecodable byte in `text` (which starts at `first_line`)."""
+    match = _UNDECODED.search(text)
+    if match is None:
+        return None
+    return first_line + text.count("\n", 0, match.start())
 
 
 def _open_binary(path: Path) -> IO[bytes]:
@@ -104,9 +173,16 @@ def count_rows(path: Path, fmt: InputFormat) -> int | None:
 
 
 def read_items(
-    path: Path, fmt: InputFormat, fields: FieldMap, *, source: str, max_chars: int
+    path: Path,
+    fmt: InputFormat,
+    fields: FieldMap,
+    *,
+    source: str,
+    max_chars: int,
+    on_raw: Callable[[Any], None] | None = None,
 ) -> Iterator[ReadResult]:
-    """The rows of one input file, validated, in file order."""
+    """The rows of one input file, validated, in file order (`on_raw` sees each row as
+    read, before validation)."""
     converter = RowConverter(fields, source=source, max_chars=max_chars)
     readers = {
         "jsonl": _jsonl_rows,
@@ -120,6 +196,8 @@ def read_items(
             if isinstance(value, InputRowError):
                 yield value
                 continue
+            if on_raw is not None:
+                on_raw(value)
             try:
                 yield converter.convert(value, line)
             except InputRowError as exc:
@@ -170,9 +248,21 @@ def _jsonl_rows(path: Path, converter: RowConverter, _fmt: str) -> RowStream:
 
 
 def _json_array_rows(path: Path, converter: RowConverter, _fmt: str) -> RowStream:
-    with _open_text(path) as handle:
+    with _open_text(path, errors="surrogateescape") as handle:
         try:
             for element in JsonArrayReader(handle):
+                bad_line = _undecoded_line(element.text, element.line)
+                if bad_line is not None:
+                    yield (
+                        element.line,
+                        converter.error(
+                            f"is not valid UTF-8 (an undecodable byte on line {bad_line})",
+                            line=bad_line,
+                            kind="malformed",
+                            row=_printable(element.text),
+                        ),
+                    )
+                    continue
                 try:
                     value = json.loads(element.text)
                 except json.JSONDecodeError as exc:
@@ -200,10 +290,20 @@ def _json_array_rows(path: Path, converter: RowConverter, _fmt: str) -> RowStrea
 
 
 def _csv_rows(path: Path, converter: RowConverter, fmt: str) -> RowStream:
+    """CSV/TSV records, found line by line so that one bad record costs only itself.
+
+    A record is cut from the physical lines by following its quotes; it is then parsed
+    alone. An undecodable byte fails the record holding it. A quoted field that is never
+    closed, or a multi-line record with the wrong number of fields (the sign of a stray
+    quote that swallowed the lines after it), fails the record's first line and reading
+    goes on at the line after it, so the swallowed rows are read as the rows they are.
+    """
     _raise_csv_field_limit()
-    with _open_text(path, newline="") as handle:
-        reader = csv.DictReader(handle, delimiter="\t" if fmt == "tsv" else ",")
-        if reader.fieldnames is None:
+    delimiter = "\t" if fmt == "tsv" else ","
+    with _open_text(path, newline="", errors="surrogateescape") as handle:
+        records = _CsvRecords(handle, delimiter)
+        header = records.next_record()
+        if header is None:
             yield (
                 1,
                 InputRowError(
@@ -214,50 +314,197 @@ def _csv_rows(path: Path, converter: RowConverter, fmt: str) -> RowStream:
                 ),
             )
             return
-        header_width = len(reader.fieldnames)
-        end_of_previous = reader.line_num
-        while True:
-            line = end_of_previous + 1
-            try:
-                record = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as exc:
-                end_of_previous = reader.line_num
-                yield line, converter.error(f"is not valid CSV: {exc}", line=line, kind="malformed")
+        names, problem = _parse_record(header, delimiter)
+        if problem is None and header.undecodable is not None:
+            problem = f"it is not valid UTF-8 (an undecodable byte on line {header.undecodable})"
+        if names is None or problem is not None:
+            yield (
+                header.line,
+                InputRowError(
+                    f"cannot read the header row: {problem}",
+                    source=converter.source,
+                    line=header.line,
+                    kind="unreadable_file",
+                ),
+            )
+            return
+        width = len(names)
+        while (record := records.next_record()) is not None:
+            if record.is_blank:
                 continue
-            end_of_previous = reader.line_num
-            if None in record:
-                extra = record.pop(None)  # type: ignore[call-overload]
+            fields, problem = _parse_record(record, delimiter)
+            if fields is not None and len(fields) != width:
+                if record.is_multiline or len(fields) > width:
+                    problem = f"it has {len(fields)} fields, the header has {width}"
+                else:  # a short row: the missing cells are missing values
+                    fields += [""] * (width - len(fields))
+            line = record.line
+            if problem is not None and record.is_multiline:
+                problem += (
+                    f"; its quoted field runs from line {record.line} to line "
+                    f"{record.last_line} (an unclosed quote?); reading goes on at line "
+                    f"{record.line + 1}"
+                )
+                records.push_back(record.lines[1:])
+            elif problem is None and record.undecodable is not None:
+                line = record.undecodable
+                problem = f"it is not valid UTF-8 (an undecodable byte on line {line})"
+            if problem is not None or fields is None:
                 yield (
                     line,
                     converter.error(
-                        f"has {header_width + len(extra)} fields, the header has {header_width}",
+                        f"is not valid CSV: {problem}",
                         line=line,
                         kind="malformed",
-                        row=record,
+                        row=_printable(record.text),
                     ),
                 )
                 continue
-            # An empty cell is a missing value (CSV cannot say null).
-            row: dict[str, Any] = {k: v for k, v in record.items() if v not in (None, "")}
-            messages = row.get(converter.fields.messages)
-            if isinstance(messages, str) and messages.lstrip().startswith("["):
-                try:
-                    row[converter.fields.messages] = json.loads(messages)
-                except json.JSONDecodeError as exc:
-                    yield (
-                        line,
-                        converter.error(
-                            f"holds text that is not a valid JSON list of messages: {exc.msg}",
-                            line=line,
-                            field=converter.fields.messages,
-                            kind="malformed",
-                            row=preview(messages),
-                        ),
-                    )
-                    continue
-            yield line, row
+            yield line, _csv_row(dict(zip(names, fields, strict=True)), record, converter)
+
+
+def _csv_row(record: dict[str, str], where: _CsvRecord, converter: RowConverter) -> Any:
+    """The row of one CSV record (an empty cell is a missing value: CSV cannot say null);
+    a messages column holding a JSON list is parsed."""
+    row: dict[str, Any] = {k: v for k, v in record.items() if v != ""}
+    messages = row.get(converter.fields.messages)
+    if isinstance(messages, str) and messages.lstrip().startswith("["):
+        try:
+            row[converter.fields.messages] = json.loads(messages)
+        except json.JSONDecodeError as exc:
+            return converter.error(
+                f"holds text that is not a valid JSON list of messages: {exc.msg}",
+                line=where.line,
+                field=converter.fields.messages,
+                kind="malformed",
+                row=preview(messages),
+            )
+    return row
+
+
+CSV_MAX_RECORD_CHARS = 8 << 20
+"""A quoted field longer than this is taken for an unclosed quote (memory stays bounded)."""
+
+
+@dataclass
+class _CsvRecord:
+    """The physical lines of one CSV record."""
+
+    lines: list[tuple[int, str]]
+    closed: bool = True
+    """False when a quoted field was still open at the end of the file (or the cap)."""
+
+    @property
+    def line(self) -> int:
+        return self.lines[0][0]
+
+    @property
+    def last_line(self) -> int:
+        return self.lines[-1][0]
+
+    @property
+    def text(self) -> str:
+        return "".join(text for _, text in self.lines)
+
+    @property
+    def is_multiline(self) -> bool:
+        return len(self.lines) > 1
+
+    @property
+    def is_blank(self) -> bool:
+        return len(self.lines) == 1 and not self.lines[0][1].strip("\r\n")
+
+    @property
+    def undecodable(self) -> int | None:
+        """The line of the record's first undecodable byte, if it has one."""
+        for number, text in self.lines:
+            if _UNDECODED.search(text):
+                return number
+        return None
+
+
+class _CsvRecords:
+    """Cuts a CSV text stream into records by following quotes; lines can be pushed back."""
+
+    def __init__(self, handle: IO[str], delimiter: str) -> None:
+        self._lines = enumerate(handle, start=1)
+        self._pending: deque[tuple[int, str]] = deque()
+        self._delimiter = delimiter
+
+    def push_back(self, lines: list[tuple[int, str]]) -> None:
+        """Read these lines again, first, as the start of new records."""
+        self._pending.extendleft(reversed(lines))
+
+    def _next_line(self) -> tuple[int, str] | None:
+        if self._pending:
+            return self._pending.popleft()
+        return next(self._lines, None)
+
+    def next_record(self) -> _CsvRecord | None:
+        first = self._next_line()
+        if first is None:
+            return None
+        record = _CsvRecord([first])
+        in_quotes = _ends_in_quotes(first[1], False, self._delimiter)
+        size = len(first[1])
+        while in_quotes:
+            following = self._next_line()
+            if following is None or size > CSV_MAX_RECORD_CHARS:
+                if following is not None:
+                    self.push_back([following])
+                record.closed = False
+                break
+            record.lines.append(following)
+            size += len(following[1])
+            in_quotes = _ends_in_quotes(following[1], True, self._delimiter)
+        return record
+
+
+def _ends_in_quotes(line: str, in_quotes: bool, delimiter: str) -> bool:
+    """Whether a quoted field is still open at the end of `line` (csv's rules: a quote
+    opens a field only as its first character; `""` inside one is a literal quote)."""
+    line = line.rstrip("\r\n")
+    pos, at_field_start = 0, not in_quotes
+    end = len(line)
+    while pos < end:
+        if in_quotes:
+            quote = line.find('"', pos)
+            if quote < 0:
+                return True
+            if line.startswith('"', quote + 1):
+                pos = quote + 2
+                continue
+            in_quotes, at_field_start, pos = False, False, quote + 1
+            continue
+        if at_field_start and line[pos] == '"':
+            in_quotes, pos = True, pos + 1
+            continue
+        comma = line.find(delimiter, pos)
+        if comma < 0:
+            return False
+        pos, at_field_start = comma + 1, True
+    return in_quotes
+
+
+def _parse_record(record: _CsvRecord, delimiter: str) -> tuple[list[str] | None, str | None]:
+    """The fields of one record, or what is wrong with its structure."""
+    if not record.closed:
+        return None, f"a quoted field that starts on line {record.line} is never closed"
+    # Strict for a record over several lines: a quote that closes a field without a
+    # delimiter after it is the sign of a stray quote that swallowed the lines between.
+    strict = record.is_multiline
+    try:
+        parsed = list(csv.reader(io.StringIO(record.text), delimiter=delimiter, strict=strict))
+    except csv.Error as exc:
+        return None, str(exc)
+    if len(parsed) != 1:
+        return None, f"it reads as {len(parsed)} records"
+    return parsed[0], None
+
+
+def _printable(text: str) -> str:
+    """Text for a failure row: undecodable bytes shown as U+FFFD, cut to a preview."""
+    return preview(_UNDECODED.sub("\ufffd", text))
 
 
 def _raise_csv_field_limit() -> None:
