@@ -32,18 +32,19 @@ FATAL_ERRORS = {
     "PermissionDeniedError": "refused access",
     "NotFoundError": "does not know the model or the URL",
 }
-"""Error class names (as `nodes.calls` records them: `Name: message`) that stop the run."""
-CONNECTION_ERRORS = frozenset(
-    {
-        "APIConnectionError",
-        "APITimeoutError",
-        "ConnectError",
-        "ConnectTimeout",
-        "ReadTimeout",
-        "RemoteProtocolError",
-        "TimeoutError",
-    }
+"""Endings of error class names (as `nodes.calls` records them: `Name: message`) that stop
+the run: openai's `AuthenticationError`, langchain-openai's `OpenAIAuthenticationError`,
+`OpenAIModelNotFoundError` and the like."""
+CONNECTION_ERRORS = (
+    "ConnectionError",
+    "TimeoutError",
+    "ConnectError",
+    "ConnectTimeout",
+    "ReadTimeout",
+    "RemoteProtocolError",
 )
+"""Endings of error class names meaning no answer came back (`APIConnectionError`,
+`APITimeoutError`, `OpenAIConnectionError`, httpx's errors)."""
 
 Trouble = Literal["fatal", "connection"]
 
@@ -61,18 +62,28 @@ def endpoint_trouble(state: ChainState) -> Trouble | None:
     if not state.failures:
         return None
     name = error_name(state.failures[-1].reason)
-    if name in FATAL_ERRORS:
+    if name is None:
+        return None
+    if _fatal_kind(name) is not None:
         return "fatal"
-    if name in CONNECTION_ERRORS:
+    if is_connection_error(name):
         return "connection"
     return None
+
+
+def _fatal_kind(name: str) -> str | None:
+    return next((what for end, what in FATAL_ERRORS.items() if name.endswith(end)), None)
+
+
+def is_connection_error(name: str) -> bool:
+    """True for an error class name that means no answer came back."""
+    return name.endswith(CONNECTION_ERRORS)
 
 
 def stop_message(state: ChainState, endpoint: str) -> str:
     """Why the run stops, for the user (names the endpoint, the model and the error)."""
     last = state.failures[-1]
-    name = error_name(last.reason) or "error"
-    what = FATAL_ERRORS.get(name, "is not answering")
+    what = _fatal_kind(error_name(last.reason) or "") or "is not answering"
     return f"the endpoint {endpoint} {what} for model {last.model!r}: {last.reason}"
 
 
@@ -110,7 +121,7 @@ class EndpointWatch(BaseCallbackHandler):
 
     def on_llm_error(self, error: BaseException, *_args: Any, **_kwargs: Any) -> None:
         self.in_flight = max(self.in_flight - 1, 0)
-        if type(error).__name__ in CONNECTION_ERRORS:
+        if is_connection_error(type(error).__name__):
             self._unanswered = True
         else:  # an HTTP error is an answer
             self._replied()

@@ -6,8 +6,9 @@ content fields as the graph gets them (not its line, which moves when rows are a
 it). Before a run, the input is read once and compared with the record for every row the
 directory already holds a result for: a changed row, a row gone from the input or other
 input files refuse the run like a changed setting (`SettingsMismatchError`) unless
-`--force`, which redoes the changed rows. Rows added to an input are new items, not a
-change. The same pass checks the field flags against the first rows of each file.
+`--force`, which redoes the changed rows. Rows added to an input, and input files added
+to the command, are new items, not a change. The same pass checks the field flags against
+the first rows of each file.
 """
 
 from __future__ import annotations
@@ -204,7 +205,8 @@ def compare(outputs: OutputDir, current: InputRecord) -> InputCheck:
     if before is None:
         return check
     old_paths = [f.path for f in before.files]
-    if old_paths != [f.path for f in current.files]:
+    new_paths = {f.path for f in current.files}
+    if any(path not in new_paths for path in old_paths):  # an added file is new rows only
         check.files_before = old_paths
     for key in outputs.committed_keys():
         old = before.items.get(key)

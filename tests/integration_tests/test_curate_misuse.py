@@ -150,11 +150,12 @@ def test_a_limited_retry_keeps_the_failures_it_did_not_retry(
     data, expected = write_items(tmp_path / "in.jsonl", 30)
     out = tmp_path / "out"
     script.handler = broken_refiner
-    assert curate(server.base_url, data, out, "--max-attempts", "1", "--quiet") == 1
+    quick = ("--max-attempts", "1", "--quiet")
+    assert curate(server.base_url, data, out, *quick) == 1
     assert ids_once(out) == (set(), expected)
 
     script.handler = versioned_handler(stop_at=1)
-    assert curate(server.base_url, data, out, "--retry-failed", "--limit", "10", "-q") == 1
+    assert curate(server.base_url, data, out, "--retry-failed", "--limit", "10", *quick) == 1
     chains, failures = ids_once(out)
     assert len(chains) == 10 and len(failures) == 20 and chains | failures == expected
     report = json.loads((out / "run.json").read_text())
@@ -163,9 +164,9 @@ def test_a_limited_retry_keeps_the_failures_it_did_not_retry(
     assert len(rows_of(out / "failures.retried.jsonl")) == 10
 
     # A plain resume does not touch failures; a full retry redoes the rest.
-    assert curate(server.base_url, data, out, "--quiet") == 1
+    assert curate(server.base_url, data, out, *quick) == 1
     assert ids_once(out) == (chains, failures)
-    assert curate(server.base_url, data, out, "--retry-failed", "--quiet") == 0
+    assert curate(server.base_url, data, out, "--retry-failed", *quick) == 0
     assert ids_once(out) == (expected, set())
     report = json.loads((out / "run.json").read_text())
     assert (report["counts"]["succeeded"], report["counts"]["failed"]) == (30, 0)
@@ -211,7 +212,8 @@ def test_a_csv_with_an_unclosed_quote_loses_one_row_only(
     data = tmp_path / "in.csv"
     data.write_text("\n".join(lines) + "\n")
     out = tmp_path / "out"
-    assert curate(server.base_url, data, out, "--concurrency", "8", "--quiet") == 1
+    flags = ("--concurrency", "8", "--max-iterations", "1", "--quiet")  # 4 calls per item
+    assert curate(server.base_url, data, out, *flags) == 1
     chains, failures = ids_once(out)
     assert len(chains) == 199 and chains == {f"i{k}" for k in range(1, 201)} - {"i4"}
     assert failures == {"in.csv:5"}
@@ -301,15 +303,15 @@ def test_a_model_the_endpoint_does_not_serve_fails_before_the_first_item(
 def test_a_401_mid_run_stops_the_run_and_leaves_the_rest_for_resume(
     server: FakeOpenAIServer, script: Script, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    data, expected = write_items(tmp_path / "in.jsonl", 40)
+    data, expected = write_items(tmp_path / "in.jsonl", 16)
     out = tmp_path / "out"
-    script.after = (40, Reply(status=401, error_message="key revoked"))
+    script.after = (24, Reply(status=401, error_message="key revoked"))
     assert curate(server.base_url, data, out, "--concurrency", "2") == 3
     err = capsys.readouterr().err
     assert "stopped early: the endpoint" in err and "refused the API key" in err
     assert "key revoked" in err
     chains, failures = ids_once(out)
-    assert 0 < len(chains) < 40 and not failures  # none of the rest is written as failed
+    assert 0 < len(chains) < 16 and not failures  # none of the rest is written as failed
     report = json.loads((out / "run.json").read_text())
     assert report["invocations"][-1]["status"] == "stopped"
 

@@ -181,6 +181,12 @@ def test_endpoint_trouble_is_told_from_item_trouble() -> None:
     assert endpoint_trouble(failed_state("NotFoundError: Error code: 404 - model")) == "fatal"
     assert endpoint_trouble(failed_state("APIConnectionError: Connection error.")) == "connection"
     assert endpoint_trouble(failed_state("APITimeoutError: Request timed out.")) == "connection"
+    # langchain-openai's own classes, as recorded by the nodes
+    assert endpoint_trouble(failed_state("OpenAIAuthenticationError: Error code: 401")) == "fatal"
+    assert endpoint_trouble(failed_state("OpenAIModelNotFoundError: Error code: 404")) == "fatal"
+    assert endpoint_trouble(failed_state("OpenAIConnectionError: Connection error.")) == (
+        "connection"
+    )
     assert endpoint_trouble(failed_state("unparseable reply: not JSON")) is None
     assert endpoint_trouble(failed_state("InternalServerError: Error code: 500")) is None
 
