@@ -6,9 +6,10 @@ content fields as the graph gets them (not its line, which moves when rows are a
 it). Before a run, the input is read once and compared with the record for every row the
 directory already holds a result for: a changed row, a row gone from the input or other
 input files refuse the run like a changed setting (`SettingsMismatchError`) unless
-`--force`, which redoes the changed rows. Rows added to an input, and input files added
-to the command, are new items, not a change. The same pass checks the field flags against
-the first rows of each file.
+`--force`, which redoes the changed rows. A bad row that was fixed or changed is no such
+change: its failure row is retired and the row read again (it cost no model call). Rows
+added to an input, and input files added to the command, are new items, not a change.
+The same pass checks the field flags against the first rows of each file.
 """
 
 from __future__ import annotations
@@ -59,10 +60,13 @@ def fingerprint_item(item: InputItem) -> str:
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:32]
 
 
+BAD_ROW_PREFIX = "e:"
+
+
 def fingerprint_error(error: InputRowError) -> str:
-    """The fingerprint of a bad row: its text and what is wrong with it."""
+    """The fingerprint of a bad row (`e:` and the hash of its text and what is wrong)."""
     payload = json.dumps([error.message, error.field, error.raw], ensure_ascii=False)
-    return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:32]
+    return BAD_ROW_PREFIX + hashlib.sha256(payload.encode("utf-8")).hexdigest()[:30]
 
 
 @dataclass
@@ -82,6 +86,8 @@ class InputCheck:
     changed: list[str] = field(default_factory=list)
     gone: list[str] = field(default_factory=list)
     detached: list[str] = field(default_factory=list)
+    bad_rows_redone: list[str] = field(default_factory=list)
+    """Failures of bad rows that were fixed or changed: read again, no model call lost."""
     files_before: list[str] | None = None
 
     @property
@@ -215,6 +221,9 @@ def compare(outputs: OutputDir, current: InputRecord) -> InputCheck:
             check.detached.append(key)
         if old is None or old == DETACHED:
             continue
+        if old.startswith(BAD_ROW_PREFIX) and new != old:
+            check.bad_rows_redone.append(key)
+            continue
         if new is None:
             check.gone.append(key)
         elif new != old:
@@ -241,7 +250,7 @@ def check_input(outputs: OutputDir, files: list[InputFile], options: CurateOptio
 
 def apply_input(outputs: OutputDir, check: InputCheck) -> int:
     """Take the results of changed rows out (--force) and save the record; rows redone."""
-    dropped = outputs.drop_items(set(check.changed))
+    dropped = outputs.drop_items({*check.changed, *check.bad_rows_redone})
     record = check.record
     for key in [*check.gone, *check.detached]:  # kept with --force: no longer compared
         record.items[key] = DETACHED

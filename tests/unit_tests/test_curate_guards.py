@@ -229,3 +229,21 @@ def test_bad_cache_paths_are_refused(tmp_path: Path) -> None:
     blocker.write_text("x")
     with pytest.raises(SettingsError, match="is not a directory"):
         check_cache_path(blocker / "cache.sqlite")
+
+
+def test_a_fixed_bad_row_is_read_again_without_force(tmp_path: Path) -> None:
+    data = tmp_path / "in.jsonl"
+    data.write_text('{"id": "a", "question": "q"}\n{"id": "b", "question": 5}\n')
+    outputs = OutputDir(tmp_path / "out")
+    outputs.create()
+    files = [InputFile(data, "jsonl", "in.jsonl")]
+    apply_input(outputs, check_input(outputs, files, options_for(data, outputs.path)))
+    outputs.open()
+    outputs.write_failure(FailureRow(id="in.jsonl:2", stage="input", kind="wrong_type", reason="x"))
+    outputs.close()
+    data.write_text('{"id": "a", "question": "q"}\n{"id": "b", "question": "five"}\n')
+    check = check_input(outputs, files, options_for(data, outputs.path))
+    assert not check.differs and check.bad_rows_redone == ["in.jsonl:2"]
+    apply_input(outputs, check)
+    assert outputs.failures.read_text() == ""
+    assert json.loads(outputs.retired_failures.read_text())["id"] == "in.jsonl:2"
