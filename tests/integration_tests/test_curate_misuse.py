@@ -93,22 +93,34 @@ def wait_for(condition: Any, what: str, process: subprocess.Popen[bytes]) -> Non
         time.sleep(0.05)
 
 
-@pytest.fixture
-def slow_server_url(tmp_path: Path) -> Iterator[str]:
+def start_server(
+    port_file: Path, responder: str = "refine_n_judge.testing.scripts:versioned_responder",
+    port: int = 0,
+) -> tuple[subprocess.Popen[bytes], str]:  # fmt: skip
     """The fake server in its own process, 0.1 s per reply (a run takes several seconds)."""
-    port_file = tmp_path / "port"
+    port_file.unlink(missing_ok=True)
     process = subprocess.Popen(
-        [sys.executable, "-m", "refine_n_judge.testing.fake_openai",
-         "--responder", "refine_n_judge.testing.scripts:versioned_responder",
-         "--latency", "0.1", "--model", "fake", "--port-file", str(port_file)],
+        [sys.executable, "-m", "refine_n_judge.testing.fake_openai", "--responder", responder,
+         "--latency", "0.1", "--model", "fake", "--port-file", str(port_file),
+         "--port", str(port)],
         cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
+    wait_for(port_file.exists, "the fake server's port file", process)
+    return process, f"http://127.0.0.1:{int(port_file.read_text())}/v1"
+
+
+def stop_server(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    process.wait(timeout=10)
+
+
+@pytest.fixture
+def slow_server_url(tmp_path: Path) -> Iterator[str]:
+    process, url = start_server(tmp_path / "port")
     try:
-        wait_for(port_file.exists, "the fake server's port file", process)
-        yield f"http://127.0.0.1:{int(port_file.read_text())}/v1"
+        yield url
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        stop_server(process)
 
 
 def test_a_second_run_on_a_folder_in_use_is_refused_at_once(
@@ -142,6 +154,47 @@ def broken_refiner(role: str, prompt: str) -> object:
     if role.startswith("refine"):
         return "I cannot produce JSON today."
     return versioned_handler(stop_at=1)(role, prompt)
+
+
+def broken_chains() -> Any:
+    """The fake server's script with a refiner that never writes JSON (loaded by name)."""
+    return http_responder(broken_refiner)
+
+
+def test_a_retry_killed_mid_run_then_resumed_keeps_exactly_once(tmp_path: Path) -> None:
+    data, expected = write_items(tmp_path / "in.jsonl", 24)
+    out = tmp_path / "out"
+    broken, url = start_server(
+        tmp_path / "port", "tests.integration_tests.test_curate_misuse:broken_chains"
+    )
+    command = [
+        sys.executable, "-m", "refine_n_judge.cli", "curate", str(data), "--out", str(out),
+        "--refiner", "fake", "--base-url", url, "--concurrency", "4", "--max-attempts", "1",
+        "--quiet",
+    ]  # fmt: skip
+    try:
+        assert subprocess.run(command, cwd=PROJECT_ROOT).returncode == 1
+    finally:
+        stop_server(broken)
+    assert ids_once(out) == (set(), expected)
+    good, _ = start_server(tmp_path / "port", port=int(url.split(":")[2].split("/")[0]))
+    try:
+        retry = subprocess.Popen([*command, "--retry-failed"], cwd=PROJECT_ROOT)
+        try:
+            wait_for(lambda: len(rows_of(out / "chains.jsonl")) >= 3, "3 retried items", retry)
+            retry.kill()  # SIGKILL: the redone items' old failure rows are still there
+        finally:
+            retry.wait(timeout=10)
+        redone = {r["id"] for r in rows_of(out / "chains.jsonl")}
+        assert 3 <= len(redone) < 24
+        # A plain resume: the redone items are chains, every other one is still a failure.
+        assert subprocess.run(command, cwd=PROJECT_ROOT).returncode == 1
+        chains, failures = ids_once(out)
+        assert chains == redone and failures == expected - redone
+        assert subprocess.run([*command, "--retry-failed"], cwd=PROJECT_ROOT).returncode == 0
+        assert ids_once(out) == (expected, set())
+    finally:
+        stop_server(good)
 
 
 def test_a_limited_retry_keeps_the_failures_it_did_not_retry(
