@@ -177,7 +177,7 @@ def endpoint_name(options: CurateOptions) -> str:
     endpoint = endpoint_of(options)
     if endpoint is not None:
         return endpoint.shown
-    return options.compared_settings()["default_model"] or "of the model"
+    return options.compared_settings()["default_model"] or "of the model provider"
 
 
 def _run(

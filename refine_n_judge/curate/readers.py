@@ -17,7 +17,6 @@ import re
 import sys
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Literal
 
@@ -290,65 +289,65 @@ def _json_array_rows(path: Path, converter: RowConverter, _fmt: str) -> RowStrea
 
 
 def _csv_rows(path: Path, converter: RowConverter, fmt: str) -> RowStream:
-    """CSV/TSV records, found line by line so that one bad record costs only itself.
+    """CSV/TSV records, read so that one bad record costs only itself.
 
-    A record is cut from the physical lines by following its quotes; it is then parsed
-    alone. An undecodable byte fails the record holding it. A quoted field that is never
-    closed, or a multi-line record with the wrong number of fields (the sign of a stray
-    quote that swallowed the lines after it), fails the record's first line and reading
-    goes on at the line after it, so the swallowed rows are read as the rows they are.
+    Python's csv reader parses the lines; the line source under it knows which physical
+    lines each record took. A record over several lines is checked strictly: a quote that
+    is never closed (or closes a field with no delimiter after it), or the wrong number of
+    fields, is the sign of a stray quote that swallowed the lines after it: the record's
+    first line fails and reading goes on at the line after it, so the swallowed rows are
+    read as the rows they are. A record over `CSV_MAX_RECORD_CHARS` is taken for the same.
+    An undecodable byte fails only the record holding it.
     """
     _raise_csv_field_limit()
     delimiter = "\t" if fmt == "tsv" else ","
     with _open_text(path, newline="", errors="surrogateescape") as handle:
-        records = _CsvRecords(handle, delimiter)
-        header = records.next_record()
-        if header is None:
-            yield (
-                1,
-                InputRowError(
-                    "the CSV file is empty: it has no header row",
-                    source=converter.source,
-                    line=1,
-                    kind="unreadable_file",
-                ),
-            )
-            return
-        names, problem = _parse_record(header, delimiter)
-        if problem is None and header.undecodable is not None:
-            problem = f"it is not valid UTF-8 (an undecodable byte on line {header.undecodable})"
+        source = _LineSource(handle)
+        reader = csv.reader(source, delimiter=delimiter)
+        names, problem = _next_record(reader, source, delimiter)
+        if names is None and problem is None:
+            names, problem = None, "the CSV file is empty: it has no header row"
+        elif problem is None and source.undecodable() is not None:
+            problem = f"it is not valid UTF-8 (an undecodable byte on line {source.line})"
         if names is None or problem is not None:
             yield (
-                header.line,
+                source.line,
                 InputRowError(
-                    f"cannot read the header row: {problem}",
+                    problem
+                    if names is None and not source.lines
+                    else f"cannot read the header row: {problem}",
                     source=converter.source,
-                    line=header.line,
+                    line=source.line,
                     kind="unreadable_file",
                 ),
             )
             return
         width = len(names)
-        while (record := records.next_record()) is not None:
-            if record.is_blank:
-                continue
-            fields, problem = _parse_record(record, delimiter)
-            if fields is not None and len(fields) != width:
-                if record.is_multiline or len(fields) > width:
+        while True:
+            fields, problem = _next_record(reader, source, delimiter)
+            if fields is None and problem is None:
+                return
+            if problem is not None:  # the reader may be mid-record: start afresh
+                reader = csv.reader(source, delimiter=delimiter)
+            elif fields is not None and len(fields) != width:
+                if len(source.lines) > 1 or len(fields) > width:
                     problem = f"it has {len(fields)} fields, the header has {width}"
                 else:  # a short row: the missing cells are missing values
-                    fields += [""] * (width - len(fields))
-            line = record.line
-            if problem is not None and record.is_multiline:
+                    fields = fields + [""] * (width - len(fields))
+            line = source.line
+            if problem is not None and len(source.lines) > 1:
                 problem += (
-                    f"; its quoted field runs from line {record.line} to line "
-                    f"{record.last_line} (an unclosed quote?); reading goes on at line "
-                    f"{record.line + 1}"
+                    f"; its quoted field runs from line {line} to line {source.lines[-1][0]} "
+                    f"(an unclosed quote?); reading goes on at line {line + 1}"
                 )
-                records.push_back(record.lines[1:])
-            elif problem is None and record.undecodable is not None:
-                line = record.undecodable
-                problem = f"it is not valid UTF-8 (an undecodable byte on line {line})"
+                text = "".join(t for _, t in source.lines)
+                source.push_back(source.lines[1:])
+            else:
+                text = "".join(t for _, t in source.lines)
+                bad = source.undecodable()
+                if problem is None and bad is not None:
+                    line = bad
+                    problem = f"it is not valid UTF-8 (an undecodable byte on line {bad})"
             if problem is not None or fields is None:
                 yield (
                     line,
@@ -356,14 +355,51 @@ def _csv_rows(path: Path, converter: RowConverter, fmt: str) -> RowStream:
                         f"is not valid CSV: {problem}",
                         line=line,
                         kind="malformed",
-                        row=_printable(record.text),
+                        row=_printable(text),
                     ),
                 )
                 continue
-            yield line, _csv_row(dict(zip(names, fields, strict=True)), record, converter)
+            yield line, _csv_row(dict(zip(names, fields, strict=True)), line, converter)
 
 
-def _csv_row(record: dict[str, str], where: _CsvRecord, converter: RowConverter) -> Any:
+def _next_record(
+    reader: Any, source: _LineSource, delimiter: str
+) -> tuple[list[str] | None, str | None]:
+    """The next non-blank record's fields, or what is wrong with it; (None, None) at the
+    end. `source.lines` are the lines it took."""
+    while True:
+        source.start_record()
+        try:
+            fields = next(reader)
+        except StopIteration:
+            if source.lines:  # a quote still open at the end of the file
+                return None, f"a quoted field that starts on line {source.line} is never closed"
+            return None, None
+        except _RecordTooLongError:
+            return None, (
+                f"a quoted field that starts on line {source.line} runs over "
+                f"{CSV_MAX_RECORD_CHARS} characters"
+            )
+        except csv.Error as exc:
+            source.lines = source.lines or [(source.last_line, "")]
+            return None, str(exc)
+        if not fields:  # a blank line
+            continue
+        if len(source.lines) > 1:
+            text = "".join(t for _, t in source.lines)
+            try:  # strict: a quote must close a field, and the record must end
+                list(csv.reader(io.StringIO(text), delimiter=delimiter, strict=True))
+            except csv.Error as exc:
+                if "unexpected end of data" in str(exc):
+                    return (
+                        fields,
+                        f"a quoted field that starts on line {source.line} is never closed",
+                    )
+                return fields, str(exc)
+        return fields, None
+
+
+def _csv_row(record: dict[str, str], line: int, converter: RowConverter) -> Any:
     """The row of one CSV record (an empty cell is a missing value: CSV cannot say null);
     a messages column holding a JSON list is parsed."""
     row: dict[str, Any] = {k: v for k, v in record.items() if v != ""}
@@ -374,7 +410,7 @@ def _csv_row(record: dict[str, str], where: _CsvRecord, converter: RowConverter)
         except json.JSONDecodeError as exc:
             return converter.error(
                 f"holds text that is not a valid JSON list of messages: {exc.msg}",
-                line=where.line,
+                line=line,
                 field=converter.fields.messages,
                 kind="malformed",
                 row=preview(messages),
@@ -383,123 +419,55 @@ def _csv_row(record: dict[str, str], where: _CsvRecord, converter: RowConverter)
 
 
 CSV_MAX_RECORD_CHARS = 8 << 20
-"""A quoted field longer than this is taken for an unclosed quote (memory stays bounded)."""
+"""A record longer than this is taken for an unclosed quote (memory stays bounded)."""
 
 
-@dataclass
-class _CsvRecord:
-    """The physical lines of one CSV record."""
+class _RecordTooLongError(Exception):
+    """Raised through the csv reader when a record passes `CSV_MAX_RECORD_CHARS`."""
 
-    lines: list[tuple[int, str]]
-    closed: bool = True
-    """False when a quoted field was still open at the end of the file (or the cap)."""
+
+class _LineSource:
+    """The physical lines under a csv reader: numbered, recorded per record, and able to
+    be pushed back to be read again."""
+
+    def __init__(self, handle: IO[str]) -> None:
+        self._lines = enumerate(handle, start=1)
+        self._pending: deque[tuple[int, str]] = deque()
+        self.lines: list[tuple[int, str]] = []
+        self.last_line = 0
+        self._size = 0
+
+    def __iter__(self) -> _LineSource:
+        return self
+
+    def __next__(self) -> str:
+        item = self._pending.popleft() if self._pending else next(self._lines)
+        self.lines.append(item)
+        self.last_line = item[0]
+        self._size += len(item[1])
+        if self._size > CSV_MAX_RECORD_CHARS:
+            raise _RecordTooLongError
+        return item[1]
+
+    def start_record(self) -> None:
+        self.lines = []
+        self._size = 0
 
     @property
     def line(self) -> int:
-        return self.lines[0][0]
-
-    @property
-    def last_line(self) -> int:
-        return self.lines[-1][0]
-
-    @property
-    def text(self) -> str:
-        return "".join(text for _, text in self.lines)
-
-    @property
-    def is_multiline(self) -> bool:
-        return len(self.lines) > 1
-
-    @property
-    def is_blank(self) -> bool:
-        return len(self.lines) == 1 and not self.lines[0][1].strip("\r\n")
-
-    @property
-    def undecodable(self) -> int | None:
-        """The line of the record's first undecodable byte, if it has one."""
-        for number, text in self.lines:
-            if _UNDECODED.search(text):
-                return number
-        return None
-
-
-class _CsvRecords:
-    """Cuts a CSV text stream into records by following quotes; lines can be pushed back."""
-
-    def __init__(self, handle: IO[str], delimiter: str) -> None:
-        self._lines = enumerate(handle, start=1)
-        self._pending: deque[tuple[int, str]] = deque()
-        self._delimiter = delimiter
+        """The first line of the current record."""
+        return self.lines[0][0] if self.lines else self.last_line + 1
 
     def push_back(self, lines: list[tuple[int, str]]) -> None:
         """Read these lines again, first, as the start of new records."""
         self._pending.extendleft(reversed(lines))
 
-    def _next_line(self) -> tuple[int, str] | None:
-        if self._pending:
-            return self._pending.popleft()
-        return next(self._lines, None)
-
-    def next_record(self) -> _CsvRecord | None:
-        first = self._next_line()
-        if first is None:
-            return None
-        record = _CsvRecord([first])
-        in_quotes = _ends_in_quotes(first[1], False, self._delimiter)
-        size = len(first[1])
-        while in_quotes:
-            following = self._next_line()
-            if following is None or size > CSV_MAX_RECORD_CHARS:
-                if following is not None:
-                    self.push_back([following])
-                record.closed = False
-                break
-            record.lines.append(following)
-            size += len(following[1])
-            in_quotes = _ends_in_quotes(following[1], True, self._delimiter)
-        return record
-
-
-def _ends_in_quotes(line: str, in_quotes: bool, delimiter: str) -> bool:
-    """Whether a quoted field is still open at the end of `line` (csv's rules: a quote
-    opens a field only as its first character; `""` inside one is a literal quote)."""
-    line = line.rstrip("\r\n")
-    pos, at_field_start = 0, not in_quotes
-    end = len(line)
-    while pos < end:
-        if in_quotes:
-            quote = line.find('"', pos)
-            if quote < 0:
-                return True
-            if line.startswith('"', quote + 1):
-                pos = quote + 2
-                continue
-            in_quotes, at_field_start, pos = False, False, quote + 1
-            continue
-        if at_field_start and line[pos] == '"':
-            in_quotes, pos = True, pos + 1
-            continue
-        comma = line.find(delimiter, pos)
-        if comma < 0:
-            return False
-        pos, at_field_start = comma + 1, True
-    return in_quotes
-
-
-def _parse_record(record: _CsvRecord, delimiter: str) -> tuple[list[str] | None, str | None]:
-    """The fields of one record, or what is wrong with its structure."""
-    if not record.closed:
-        return None, f"a quoted field that starts on line {record.line} is never closed"
-    # Strict for a record over several lines: a quote that closes a field without a
-    # delimiter after it is the sign of a stray quote that swallowed the lines between.
-    strict = record.is_multiline
-    try:
-        parsed = list(csv.reader(io.StringIO(record.text), delimiter=delimiter, strict=strict))
-    except csv.Error as exc:
-        return None, str(exc)
-    if len(parsed) != 1:
-        return None, f"it reads as {len(parsed)} records"
-    return parsed[0], None
+    def undecodable(self) -> int | None:
+        """The line of the current record's first undecodable byte, if it has one."""
+        for number, text in self.lines:
+            if _UNDECODED.search(text):
+                return number
+        return None
 
 
 def _printable(text: str) -> str:

@@ -184,7 +184,7 @@ class CurateRunner:
             if limit is not None and waiting >= limit:
                 self._stop(
                     f"no reply from the endpoint {self.plan.endpoint} for {waiting:.0f} s "
-                    f"(the limit is twice --request-timeout, {limit:g} s)"
+                    f"(a run stops after {limit:g} s without one: twice --request-timeout)"
                 )
                 return
 
