@@ -42,7 +42,7 @@ class FolderLock:
             raise SettingsError(f"cannot lock the output directory ({self.path}: {exc})") from exc
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
+        except BlockingIOError as exc:
             handle.seek(0)
             holder = handle.read(32).decode("ascii", errors="replace").strip()
             handle.close()
@@ -51,6 +51,12 @@ class FolderLock:
                 f"{self.path.parent} is in use by another curate run{who}: one run writes "
                 "to a directory at a time; wait for it to end (or stop it) and rerun, or "
                 "use another --out"
+            ) from exc
+        except OSError as exc:  # e.g. ENOLCK: a network filesystem without locks
+            handle.close()
+            raise SettingsError(
+                f"cannot lock the output directory ({self.path}: {exc}); its filesystem may "
+                "not support file locks: use an --out on another disk"
             ) from exc
         handle.seek(0)
         handle.truncate()

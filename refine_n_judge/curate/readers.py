@@ -190,6 +190,7 @@ def read_items(
         "tsv": _csv_rows,
         "parquet": _parquet_rows,
     }
+    line = 0
     try:
         for line, value in readers[fmt](path, converter, fmt):
             if isinstance(value, InputRowError):
@@ -202,9 +203,11 @@ def read_items(
             except InputRowError as exc:
                 yield exc
     except (OSError, UnicodeDecodeError, EOFError, csv.Error) as exc:
+        where = f" after line {line}" if line else ""  # e.g. a truncated .gz: rows read stay
         yield InputRowError(
-            f"cannot read the file: {type(exc).__name__}: {exc}",
+            f"cannot read the file{where}: {type(exc).__name__}: {exc}",
             source=source,
+            line=line + 1 if line else None,
             kind="unreadable_file",
         )
 

@@ -432,3 +432,16 @@ def test_a_json_object_input_names_the_key_holding_the_rows(tmp_path: Path) -> N
     plain.write_text(json.dumps({"question": "q", "answer": "a"}, indent=2))
     with pytest.raises(SettingsError, match="none of them holds an array"):
         detect_format(plain)
+
+
+def test_a_truncated_gzip_keeps_the_rows_read_and_names_where_it_broke(tmp_path: Path) -> None:
+    rows = [{"id": f"r{k}", "question": "q" * 50} for k in range(2000)]
+    whole = gzip.compress("".join(json.dumps(r) + "\n" for r in rows).encode())
+    path = tmp_path / "in.jsonl.gz"
+    path.write_bytes(whole[: len(whole) // 2])
+    results = read(path)
+    *good, error = results
+    assert good and all(isinstance(r, InputItem) for r in good)
+    assert isinstance(error, InputRowError) and error.kind == "unreadable_file"
+    assert error.line == len(good) + 1
+    assert f"cannot read the file after line {len(good)}" in error.describe()
