@@ -299,24 +299,39 @@ class OutputDir:
             key = self._row_id(self.failures, number, line)
             if isinstance(key, str) and key not in chain_ids:
                 last[key] = number
-        stale = [
-            line
-            for number, line in iter_lines(self.failures)
-            if last.get(self._row_id(self.failures, number, line)) != number  # type: ignore[arg-type]
-        ]
-        if not stale:
-            return 0
-        with open(self.retired_failures, "ab", buffering=0) as archive:
-            write_all(archive, b"".join(stale))
-        atomic_rewrite_lines(
-            self.failures,
-            (
-                line
-                for number, line in iter_lines(self.failures)
-                if last.get(self._row_id(self.failures, number, line)) == number  # type: ignore[arg-type]
-            ),
-        )
-        return len(stale)
+
+        def current(number: int, line: bytes) -> bool:
+            return last.get(self._row_id(self.failures, number, line)) == number  # type: ignore[arg-type]
+
+        return self._move_rows(self.failures, self.retired_failures, current)
+
+    def _move_rows(
+        self, path: Path, archive: Path | None, keep: Callable[[int, bytes], bool]
+    ) -> int:
+        """Append the rows of `path` that `keep` refuses to `archive`, then rewrite `path`
+        with the others (atomically, streaming both passes); the number of rows moved.
+
+        A kill between the two leaves the rows in both files: the next move archives them
+        again, and the resume scan reads an archived row once.
+        """
+        moved = 0
+        handle: IO[bytes] | None = None
+        try:
+            for number, line in iter_lines(path):
+                if keep(number, line):
+                    continue
+                moved += 1
+                if archive is not None:
+                    if handle is None:
+                        handle = open(archive, "ab", buffering=0)  # noqa: SIM115 - closed below
+                    write_all(handle, line)
+        finally:
+            if handle is not None:
+                os.fsync(handle.fileno())
+                handle.close()
+        if moved:
+            atomic_rewrite_lines(path, (line for n, line in iter_lines(path) if keep(n, line)))
+        return moved
 
     def drop_items(self, ids: set[str]) -> int:
         """Take the committed rows of `ids` out of every file (--force on changed input rows).
@@ -335,23 +350,14 @@ class OutputDir:
             (self.sft, None),
             (self.dpo, None),
         ):
-            gone = [
-                line for number, line in iter_lines(path) if self._row_id(path, number, line) in ids
-            ]
-            if not gone:
-                continue
+            repair_torn_tail(path)  # what resume would cut anyway: the rows must parse
+
+            def keep(number: int, line: bytes, path: Path = path) -> bool:
+                return self._row_id(path, number, line) not in ids
+
+            moved = self._move_rows(path, archive, keep)
             if archive is not None:
-                dropped += len(gone)
-                with open(archive, "ab", buffering=0) as handle:
-                    write_all(handle, b"".join(gone))
-            atomic_rewrite_lines(
-                path,
-                (
-                    line
-                    for number, line in iter_lines(path)
-                    if self._row_id(path, number, line) not in ids
-                ),
-            )
+                dropped += moved
         return dropped
 
     def _drop_uncommitted(self, path: Path, state: ResumeState) -> int:

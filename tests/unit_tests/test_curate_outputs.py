@@ -201,6 +201,8 @@ def test_drop_items_takes_changed_rows_out_of_every_file(tmp_path: Path) -> None
     outputs.open()
     outputs.write_failure(failure("c"))
     outputs.close()
+    with open(outputs.chains, "ab") as handle:  # a kill -9 tore the last line
+        handle.write(b'{"id": "d", "ques')
     assert outputs.drop_items({"a", "c"}) == 2
     assert ids_in(outputs.chains) == ["b"] and ids_in(outputs.failures) == []
     assert ids_in(outputs.sft) == ["b"] and set(ids_in(outputs.dpo)) == {"b"}
