@@ -36,6 +36,7 @@ FIELD_CHECK_ROWS = 100
 DETACHED = "-"
 """The fingerprint of a done row that left the input and was kept with --force."""
 SHOWN_IDS = 5
+_NOT_CONTENT = {"source", "line"}
 
 
 class InputFileRecord(BaseModel):
@@ -55,8 +56,7 @@ class InputRecord(BaseModel):
 
 def fingerprint_item(item: InputItem) -> str:
     """The sha256 (hex, 32 digits) of the content the graph gets for this row."""
-    content = item.model_dump(mode="json", exclude={"source", "line"})
-    payload = json.dumps(content, sort_keys=True, ensure_ascii=False)
+    payload = item.model_dump_json(exclude=_NOT_CONTENT)  # fields in declaration order
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:32]
 
 
