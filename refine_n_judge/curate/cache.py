@@ -8,6 +8,7 @@ rebuilt from scratch) is replayed from disk instead of called again.
 
 from __future__ import annotations
 
+import os
 import threading
 import warnings
 from pathlib import Path
@@ -112,12 +113,16 @@ def check_cache_path(path: Path) -> None:
                 f"invalid --cache {path}: it is not an SQLite file; give a new path or the "
                 "cache file of an earlier run"
             )
+        if not os.access(path, os.W_OK):
+            raise SettingsError(f"invalid --cache {path}: it cannot be written")
         return
     parent = path.parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
     if not parent.is_dir():
         raise SettingsError(f"invalid --cache {path}: {parent} is not a directory")
+    if not os.access(parent, os.W_OK):
+        raise SettingsError(f"invalid --cache {path}: {parent} cannot be written")
 
 
 def install_cache(path: Path) -> CountingSQLiteCache:
