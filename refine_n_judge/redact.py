@@ -18,16 +18,9 @@ def redact_url(url: str | None) -> str | None:
         return url
     try:
         parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
+    except ValueError:  # e.g. a bracket that does not close
         return f"<a URL that cannot be parsed ({len(url)} characters)>"
-    netloc = parts.netloc
-    if parts.username is not None or parts.password is not None:
-        netloc = parts.hostname or ""
-        if ":" in netloc:  # an IPv6 address
-            netloc = f"[{netloc}]"
-        if port is not None:
-            netloc += f":{port}"
+    netloc = parts.netloc.rpartition("@")[2]  # host[:port] without user:password
     query = "&".join(
         f"{piece.partition('=')[0]}={REDACTED}" if "=" in piece else REDACTED  # a bare token
         for piece in parts.query.split("&")

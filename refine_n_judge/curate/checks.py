@@ -10,10 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from graph.context import Context
 from refine_n_judge.curate.errors import SettingsError, SettingsMismatchError
-from refine_n_judge.curate.options import CurateOptions
+from refine_n_judge.curate.options import CurateOptions, redact_url
 from refine_n_judge.curate.outputs import OutputDir
 from refine_n_judge.curate.readers import InputFormat, detect_format
 
@@ -47,11 +48,30 @@ def resolve_inputs(options: CurateOptions) -> list[InputFile]:
     return resolved
 
 
+def check_base_url(url: str, flag: str) -> None:
+    """Refuse a base URL that is not `http(s)://host[:port]/...` (said without secrets).
+
+    Raises:
+        SettingsError: the URL cannot be used.
+    """
+    try:
+        parts = urlsplit(url)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+        _ = parts.port  # raises on a port that is not a number in range
+    except ValueError:
+        valid = False
+    if not valid:
+        raise SettingsError(f"invalid {flag} {redact_url(url)!r}: expected http(s)://host[:port]")
+
+
 def check_models(context: Context) -> None:
     """Build every named model once (no call is made) so a bad name fails now."""
     from openai import OpenAIError
 
     from nodes.models import ModelConfigError, build_chat_model
+
+    if context.base_url:
+        check_base_url(context.base_url, "--base-url")
 
     n_judges = max(len(context.judges), 1)
     if context.quorum > n_judges:

@@ -10,11 +10,11 @@ server refuses fails now (llama.cpp and Ollama answer to any name; vLLM does not
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 import httpx
 
 from graph.context import Context
+from refine_n_judge.curate.checks import check_base_url
 from refine_n_judge.curate.errors import SettingsError
 from refine_n_judge.curate.options import CurateOptions, redact_url
 
@@ -60,9 +60,7 @@ def check_endpoint(options: CurateOptions) -> CurateOptions:
     endpoint = endpoint_of(options)
     if endpoint is None:
         return options
-    parts = urlsplit(endpoint.base_url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise SettingsError(f"invalid {endpoint.flag} {endpoint.shown!r}: expected http(s)://host")
+    check_base_url(endpoint.base_url, endpoint.flag)
     with httpx.Client(timeout=PREFLIGHT_TIMEOUT_SECONDS, headers=_headers(endpoint)) as client:
         listed = _list_models(client, endpoint)
         if options.context.base_url and options.uses_default_model:

@@ -159,7 +159,8 @@ def test_a_field_flag_no_row_has_is_refused(
         ("https://h/v1?api_key=s3cret&x=", "https://h/v1?api_key=REDACTED&x=REDACTED"),
         ("https://h/v1#token=s3cret", "https://h/v1#REDACTED"),
         ("https://h/v1?s3cret", "https://h/v1?REDACTED"),
-        ("http://h:99999999/v1?k=s3cret", "<a URL that cannot be parsed (29 characters)>"),
+        ("http://u:s3cret@h:99999999/v1?k=s3cret", "http://h:99999999/v1?k=REDACTED"),
+        ("http://[::1/v1?k=s3cret", "<a URL that cannot be parsed (23 characters)>"),
         ("http://127.0.0.1:8000/v1", "http://127.0.0.1:8000/v1"),
     ],
 )
