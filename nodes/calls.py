@@ -28,8 +28,14 @@ V = TypeVar("V")
 Method = Literal["prompt", "json_mode", "function_calling", "json_schema"]
 
 # Errors a retry cannot fix: a wrong key, a wrong model name, a request the server refuses.
-_FATAL_ERROR_NAMES = frozenset(
-    {"AuthenticationError", "PermissionDeniedError", "NotFoundError", "BadRequestError"}
+# Matched on the class names in the error's MRO, so openai's `AuthenticationError`,
+# langchain-openai's `OpenAIAuthenticationError`/`OpenAIModelNotFoundError` (and any other
+# client's subclasses of those) all count, without importing any client.
+_FATAL_ERROR_ENDINGS = (
+    "AuthenticationError",
+    "PermissionDeniedError",
+    "NotFoundError",
+    "BadRequestError",
 )
 
 
@@ -144,7 +150,7 @@ async def _attempts(
             raise
         except Exception as exc:  # any transport or provider error is recorded, not raised
             error = f"{type(exc).__name__}: {exc}"
-            if type(exc).__name__ in _FATAL_ERROR_NAMES:
+            if any(c.__name__.endswith(_FATAL_ERROR_ENDINGS) for c in type(exc).__mro__):
                 return CallResult(None, raw, attempt, usage, error=error)
             await asyncio.sleep(min(0.25 * 2**attempt, 4.0))
             continue

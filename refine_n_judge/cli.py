@@ -5,7 +5,9 @@ adds its flags, a function that runs it and returns the exit code); heavy import
 inside the run functions, so `--help` and `prepare` start fast.
 
 Exit codes: 0 success, 1 some items failed or the run could not go on (curate), 2 bad
-settings (nothing was run), 130 interrupted.
+settings, input or endpoint, or an output directory in use (nothing was run), 3 the
+endpoint stopped a curate run early (what was written is kept; rerun to resume),
+130 interrupted.
 """
 
 from __future__ import annotations

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from refine_n_judge.redact import redact_url
+
 if TYPE_CHECKING:
     from refine_n_judge.embedded import EmbeddedServer
 
@@ -48,7 +50,7 @@ class Endpoint(BaseModel):
 
     def describe(self) -> str:
         """One line for logs and run reports (never the key)."""
-        where = f" at {self.base_url}" if self.base_url else ""
+        where = f" at {redact_url(self.base_url)}" if self.base_url else ""
         return f"{self.model}{where} ({self.source})"
 
 

@@ -8,6 +8,7 @@ rebuilt from scratch) is replayed from disk instead of called again.
 
 from __future__ import annotations
 
+import os
 import threading
 import warnings
 from pathlib import Path
@@ -23,6 +24,8 @@ from langchain_core.messages import AIMessage, AIMessageChunk
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, Generation
 from sqlalchemy import create_engine, event, select
 from sqlalchemy.orm import Session
+
+from refine_n_judge.curate.errors import SettingsError
 
 # `loads` with an allowlist is the safe way to revive cached messages; its beta notice
 # would otherwise print on every run that uses the cache.
@@ -85,6 +88,41 @@ class CountingSQLiteCache(SQLiteCache):
         """Hits and misses so far."""
         with self._lock:
             return {"hits": self.hits, "misses": self.misses}
+
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def check_cache_path(path: Path) -> None:
+    """Refuse a --cache path that cannot be the cache (nothing is created here).
+
+    Raises:
+        SettingsError: the path is a directory, a file that is not SQLite, or its folder
+            cannot be made.
+    """
+    if path.is_dir():
+        raise SettingsError(f"invalid --cache {path}: it is a directory; give a file path")
+    if path.exists():
+        try:
+            with open(path, "rb") as handle:
+                head = handle.read(len(SQLITE_HEADER))
+        except OSError as exc:
+            raise SettingsError(f"invalid --cache {path}: cannot read it ({exc})") from exc
+        if head and head != SQLITE_HEADER:
+            raise SettingsError(
+                f"invalid --cache {path}: it is not an SQLite file; give a new path or the "
+                "cache file of an earlier run"
+            )
+        if not os.access(path, os.W_OK):
+            raise SettingsError(f"invalid --cache {path}: it cannot be written")
+        return
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise SettingsError(f"invalid --cache {path}: {parent} is not a directory")
+    if not os.access(parent, os.W_OK):
+        raise SettingsError(f"invalid --cache {path}: {parent} cannot be written")
 
 
 def install_cache(path: Path) -> CountingSQLiteCache:

@@ -1,4 +1,5 @@
-"""The checks `curate` makes before anything runs: inputs, models, endpoint, settings.
+"""The checks `curate` makes before anything runs: inputs, models, settings (the
+endpoint: `endpoint_check`; the input against the directory: `input_record`).
 
 Each refuses with a `SettingsError` whose message names the flag or file at fault and
 says what to do; none calls a model or changes the output directory.
@@ -6,7 +7,6 @@ says what to do; none calls a model or changes the output directory.
 
 from __future__ import annotations
 
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,8 +17,6 @@ from refine_n_judge.curate.errors import SettingsError, SettingsMismatchError
 from refine_n_judge.curate.options import CurateOptions, redact_url
 from refine_n_judge.curate.outputs import OutputDir
 from refine_n_judge.curate.readers import InputFormat, detect_format
-
-PREFLIGHT_TIMEOUT_SECONDS = 3.0
 
 
 @dataclass(frozen=True)
@@ -50,11 +48,30 @@ def resolve_inputs(options: CurateOptions) -> list[InputFile]:
     return resolved
 
 
+def check_base_url(url: str, flag: str) -> None:
+    """Refuse a base URL that is not `http(s)://host[:port]/...` (said without secrets).
+
+    Raises:
+        SettingsError: the URL cannot be used.
+    """
+    try:
+        parts = urlsplit(url)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+        _ = parts.port  # raises on a port that is not a number in range
+    except ValueError:
+        valid = False
+    if not valid:
+        raise SettingsError(f"invalid {flag} {redact_url(url)!r}: expected http(s)://host[:port]")
+
+
 def check_models(context: Context) -> None:
     """Build every named model once (no call is made) so a bad name fails now."""
     from openai import OpenAIError
 
     from nodes.models import ModelConfigError, build_chat_model
+
+    if context.base_url:
+        check_base_url(context.base_url, "--base-url")
 
     n_judges = max(len(context.judges), 1)
     if context.quorum > n_judges:
@@ -75,33 +92,6 @@ def check_models(context: Context) -> None:
         except (ModelConfigError, ValueError, ImportError, OpenAIError) as exc:
             first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise SettingsError(f"invalid {flag} {name!r}: {first_line}") from exc
-
-
-def endpoint_to_check(options: CurateOptions) -> str | None:
-    """The base URL the run will call, when it is one (a provider's API is not probed)."""
-    if options.context.base_url:
-        return options.context.base_url
-    if options.uses_default_model:
-        from refine_n_judge.settings import Settings
-
-        return Settings().base_url
-    return None
-
-
-def preflight(base_url: str) -> None:
-    """Refuse to start when nothing listens at the endpoint (every item would fail)."""
-    parts = urlsplit(base_url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise SettingsError(f"invalid --base-url {redact_url(base_url)!r}: expected http(s)://host")
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    try:
-        with socket.create_connection((parts.hostname, port), timeout=PREFLIGHT_TIMEOUT_SECONDS):
-            pass
-    except OSError as exc:
-        raise SettingsError(
-            f"cannot connect to {redact_url(base_url)} ({exc.strerror or exc}); start the "
-            "model server or fix --base-url / REFINE_N_JUDGE_BASE_URL"
-        ) from exc
 
 
 def needs_embedded_model(options: CurateOptions) -> bool:

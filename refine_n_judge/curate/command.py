@@ -1,8 +1,10 @@
 """`refine-n-judge curate`: check everything, resume the directory, run, report.
 
 Order matters: every check that can refuse the run (inputs, settings, models, prices, the
-output directory, a settings mismatch with the directory's run.json, the endpoint) happens
-before any model call and before anything in the directory changes.
+cache path, the output directory and its lock, the endpoint, a settings mismatch with the
+directory's run.json, the input against the directory's inputs.json) happens before any
+model call and before anything in the directory changes. The directory's lock is held to
+the end, whichever engine runs.
 """
 
 from __future__ import annotations
@@ -14,19 +16,26 @@ from collections.abc import Iterator
 from typing import Any
 
 from graph.builder import build_graph
-from refine_n_judge.curate.cache import CountingSQLiteCache, install_cache, uninstall_cache
+from refine_n_judge.curate.cache import (
+    CountingSQLiteCache,
+    check_cache_path,
+    install_cache,
+    uninstall_cache,
+)
 from refine_n_judge.curate.checks import (
     InputFile,
     check_models,
     check_resume_settings,
-    endpoint_to_check,
     needs_embedded_model,
-    preflight,
     resolve_inputs,
     start_embedded_model,
 )
+from refine_n_judge.curate.endpoint_check import check_endpoint, endpoint_of
+from refine_n_judge.curate.endpoint_health import stall_limit
 from refine_n_judge.curate.event_loop import run_until_done_or_stopped
 from refine_n_judge.curate.exports import dpo_rows, sft_row
+from refine_n_judge.curate.folder_lock import FolderLock
+from refine_n_judge.curate.input_record import apply_input, check_input
 from refine_n_judge.curate.options import CurateOptions
 from refine_n_judge.curate.outputs import OutputDir, atomic_write_text
 from refine_n_judge.curate.pricing import PriceTable
@@ -38,6 +47,9 @@ from refine_n_judge.curate.runner import CurateRunner, RunPlan
 EXIT_OK = 0
 EXIT_FAILURES = 1
 EXIT_SETTINGS = 2
+EXIT_ENDPOINT = 3
+"""The endpoint stopped the run (auth/not-found errors, connection failures, a stall):
+the items written are kept, the rest are left for the next run."""
 EXIT_INTERRUPTED = 130
 
 
@@ -131,28 +143,41 @@ def curate(options: CurateOptions, reporter: Reporter | None = None) -> int:
     files = resolve_inputs(options)
     check_models(options.context)
     prices = PriceTable.load(options.prices)
+    if options.cache is not None:
+        check_cache_path(options.cache)
     outputs = OutputDir(options.out)
     outputs.create()
-    previous, changed = check_resume_settings(outputs, options)
-    endpoint = endpoint_to_check(options)
-    if endpoint is not None:
-        preflight(endpoint)
-    if options.engine == "ray":
-        from refine_n_judge.curate.ray_engine import curate_on_ray
+    with FolderLock(outputs.path):
+        options = check_endpoint(options)
+        previous, changed = check_resume_settings(outputs, options)
+        inputs = check_input(outputs, files, options)
+        replaced = apply_input(outputs, inputs)
+        if inputs.differs:
+            changed = [*changed, f"input: {inputs.describe()} ({replaced} result(s) to redo)"]
+        if options.engine == "ray":
+            from refine_n_judge.curate.ray_engine import curate_on_ray
 
-        return curate_on_ray(options, files, outputs, prices, previous, changed, reporter)
-    embedded = needs_embedded_model(options)
-    if embedded:
-        start_embedded_model()
-    reporter = reporter or make_reporter(quiet=options.quiet, log_format=options.log_format)
-    concurrency = options.effective_concurrency(embedded=embedded)
-    try:
-        return _run(options, files, outputs, prices, previous, reporter, concurrency, changed)
-    finally:
+            return curate_on_ray(options, files, outputs, prices, previous, changed, reporter)
+        embedded = needs_embedded_model(options)
         if embedded:
-            from refine_n_judge.settings import stop_embedded_server
+            start_embedded_model()
+        reporter = reporter or make_reporter(quiet=options.quiet, log_format=options.log_format)
+        concurrency = options.effective_concurrency(embedded=embedded)
+        try:
+            return _run(options, files, outputs, prices, previous, reporter, concurrency, changed)
+        finally:
+            if embedded:
+                from refine_n_judge.settings import stop_embedded_server
 
-            stop_embedded_server()
+                stop_embedded_server()
+
+
+def endpoint_name(options: CurateOptions) -> str:
+    """How the run names its endpoint in messages (never a secret)."""
+    endpoint = endpoint_of(options)
+    if endpoint is not None:
+        return endpoint.shown
+    return options.compared_settings()["default_model"] or "of the model provider"
 
 
 def _run(
@@ -166,15 +191,20 @@ def _run(
     changed: list[str],
 ) -> int:
     tally = Tally()
-    retired = 0
-    if options.retry_failed:
-        retired = outputs.retire_failures()
 
     def export(state: Any) -> tuple[Any, Any]:
         return sft_row(state), dpo_rows(state, options.dpo_pairs)
 
-    resume = outputs.scan(tally.add_chain, tally.add_failure, tally.add_retired, export)
+    resume = outputs.scan(
+        tally.add_chain,
+        tally.add_failure,
+        tally.add_retired,
+        export,
+        retry_failed=options.retry_failed,
+    )
     tally.sft_rows, tally.dpo_rows = resume.sft_rows, resume.dpo_rows
+    tally.expect_retries(resume.retrying)
+    retired = len(resume.retrying)
     writer = ReportWriter(options, outputs, files, tally, prices, previous)
     writer.current.retried_failures = retired
     writer.current.concurrency = concurrency
@@ -207,6 +237,8 @@ def _run(
         concurrency=concurrency,
         dpo_pairs=options.dpo_pairs,
         limit=options.limit,
+        endpoint=endpoint_name(options),
+        stall_limit=stall_limit(options.context.request_timeout, options.rps),
     )
     runner = CurateRunner(plan, outputs, tally, resume.done, counters, reporter)
     status = "failed"  # until the loop returns: an exception (a write error) leaves it so
@@ -216,11 +248,14 @@ def _run(
             runner.run(iter_all_inputs(files, options)), lambda: writer.write("running")
         )
         status = "interrupted" if interrupted else "finished"
+        if runner.stop_reason is not None:
+            status = "stopped"
     finally:
         outputs.close()
         if cache is not None:
             writer.current.cache = cache.stats()
             uninstall_cache()
+        writer.current.retried_failures = tally.redone
         writer.current.new_items = counters.succeeded
         writer.current.new_failures = counters.failed
         writer.current.skipped_done = counters.skipped
@@ -233,6 +268,14 @@ def _run(
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED
+    if status == "stopped":
+        print(
+            f"stopped early: {runner.stop_reason}. {counters.processed} item(s) written this "
+            "run are kept; the rest are not marked failed: fix the endpoint and rerun the "
+            "same command to resume",
+            file=sys.stderr,
+        )
+        return EXIT_ENDPOINT
     if not options.quiet and options.log_format == "text":
         print(_where_message(report, outputs))
     return EXIT_FAILURES if tally.failures else EXIT_OK

@@ -14,7 +14,6 @@ import types
 import typing
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
-from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -23,6 +22,7 @@ from refine_n_judge.curate.errors import SettingsError
 from refine_n_judge.curate.exports import DpoPairs
 from refine_n_judge.curate.readers import INPUT_FORMATS, InputFormat
 from refine_n_judge.curate.rows import FieldMap
+from refine_n_judge.redact import redact_url
 
 DEFAULT_MAX_CHARS = 16_000
 DEFAULT_CONCURRENCY = 16
@@ -105,19 +105,6 @@ class CurateOptions(BaseModel):
         """True when some role has no model name and so uses the configured default."""
         ctx = self.context
         return ctx.refiner is None
-
-
-def redact_url(url: str | None) -> str | None:
-    """The URL without any user:password part (never write credentials)."""
-    if not url:
-        return url
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host += f":{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
 
 
 def default_model_description() -> str:
@@ -204,12 +191,14 @@ def add_curate_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument(
         "--retry-failed",
         action="store_true",
-        help="take the items in failures.jsonl out of it and run them again",
+        help="run the items in failures.jsonl again (with --limit: that many); a failure "
+        "leaves failures.jsonl only when its item is redone",
     )
     run.add_argument(
         "--force",
         action="store_true",
-        help="resume even though the settings differ from the directory's run.json",
+        help="resume even though the settings differ from the directory's run.json, or the "
+        "input from its inputs.json (changed rows are redone)",
     )
     run.add_argument(
         "--dpo-pairs",

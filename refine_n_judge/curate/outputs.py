@@ -10,6 +10,7 @@ the item is redone; nothing is duplicated and nothing committed is lost.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Callable, Iterable, Iterator
@@ -28,6 +29,7 @@ SFT = "sft.jsonl"
 DPO = "dpo.jsonl"
 FAILURES = "failures.jsonl"
 RETIRED_FAILURES = "failures.retried.jsonl"
+REPLACED_CHAINS = "chains.replaced.jsonl"
 REPORT = "run.json"
 CACHE = "llm_cache.sqlite"
 
@@ -120,6 +122,9 @@ class ResumeState:
     done: set[str] = field(default_factory=set)
     repaired: list[str] = field(default_factory=list)
     dropped_uncommitted: int = 0
+    superseded_failures: int = 0
+    retrying: dict[str, tuple[str, str, str | None]] = field(default_factory=dict)
+    """--retry-failed: id -> (kind, stage, stop reason) of each failure this run may redo."""
     sft_rows: int = 0
     dpo_rows: int = 0
     duplicates: list[str] = field(default_factory=list)
@@ -169,8 +174,12 @@ class OutputDir:
         self.dpo = path / DPO
         self.failures = path / FAILURES
         self.retired_failures = path / RETIRED_FAILURES
+        self.replaced_chains = path / REPLACED_CHAINS
         self.report = path / REPORT
         self._handles: dict[str, IO[bytes]] = {}
+        self._retrying: set[str] = set()
+        self._redone_chains: set[str] = set()
+        self._redone_failures: set[str] = set()
 
     def files(self) -> dict[str, str]:
         """Name -> path of every output file, for the report and the closing message."""
@@ -205,33 +214,22 @@ class OutputDir:
             ) from exc
         return data if isinstance(data, dict) else None
 
-    def retire_failures(self) -> int:
-        """Move every row of failures.jsonl to failures.retried.jsonl (for --retry-failed).
-
-        The retired rows keep their token usage on record; failures.jsonl is then rewritten
-        empty atomically. A kill in between leaves the rows in both files: they are still
-        failures (not redone) until the next --retry-failed.
-        """
-        rows = list(iter_lines(self.failures))
-        if not rows:
-            return 0
-        with open(self.retired_failures, "ab", buffering=0) as archive:
-            write_all(archive, b"".join(line for _, line in rows))
-        atomic_rewrite_lines(self.failures, [])
-        return len(rows)
-
     def scan(
         self,
         on_chain: Callable[[ChainState], None],
         on_failure: Callable[[FailureRow], None],
         on_retired: Callable[[FailureRow], None],
         exporter: Callable[[ChainState], tuple[SftRow | None, list[DpoRow]]],
+        *,
+        retry_failed: bool = False,
     ) -> ResumeState:
         """Repair what a kill may have left, then report every committed item.
 
         `on_chain` is called for each chains.jsonl row, `on_failure` for each
         failures.jsonl row, `on_retired` for each retired failure. A missing sft.jsonl or
-        dpo.jsonl is rebuilt from chains.jsonl with `exporter`.
+        dpo.jsonl is rebuilt from chains.jsonl with `exporter`. With `retry_failed`, the
+        failures are not done: they are in `retrying`, and each stays in failures.jsonl
+        until its item is committed again (see `close`).
         """
         state = ResumeState()
         for path in (self.chains, self.failures, self.sft, self.dpo, self.retired_failures):
@@ -253,16 +251,114 @@ class OutputDir:
         state.rebuilt = [p.name for p in rebuild]
         state.sft_rows = self._drop_uncommitted(self.sft, state)
         state.dpo_rows = self._drop_uncommitted(self.dpo, state)
+        state.superseded_failures = self._retire_superseded(state.done)
         for number, line in iter_lines(self.failures):
             row = _parse(FailureRow, line, self.failures, number)
-            if row.id in state.done:
+            if row.id in state.done or row.id in state.retrying:
                 state.duplicates.append(row.id)
                 continue
-            state.done.add(row.id)
             on_failure(row)
+            if retry_failed:
+                stop = row.state.stop_reason if row.state is not None else None
+                state.retrying[row.id] = (row.kind, row.stage, stop)
+            else:
+                state.done.add(row.id)
+        seen: set[bytes] = set()
         for number, line in iter_lines(self.retired_failures):
+            digest = hashlib.sha256(line).digest()
+            if digest in seen:  # archived twice by a kill inside `_retire_superseded`
+                continue
+            seen.add(digest)
             on_retired(_parse(FailureRow, line, self.retired_failures, number))
+        if retry_failed:
+            self._retrying = set(state.retrying)
         return state
+
+    def committed_keys(self) -> Iterator[str]:
+        """The record keys of chains.jsonl and failures.jsonl, read only (a torn or bad
+        line is passed over: the resume scan deals with it)."""
+        for path in (self.chains, self.failures):
+            for _, line in iter_lines(path):
+                try:
+                    key = json.loads(line)["id"]
+                except (json.JSONDecodeError, KeyError, TypeError):
+                    continue
+                if isinstance(key, str):
+                    yield key
+
+    def _retire_superseded(self, chain_ids: set[str]) -> int:
+        """Move failure rows that a later commit replaced to failures.retried.jsonl.
+
+        A retried item's new row is appended while its old failure row stays, so a kill
+        at any point leaves a directory that says what happened: the item's chain wins
+        over its failure rows, and its last failure row over earlier ones. Called on every
+        resume and when a run closes; the number of rows moved.
+        """
+        last: dict[str, int] = {}
+        for number, line in iter_lines(self.failures):
+            key = self._row_id(self.failures, number, line)
+            if isinstance(key, str) and key not in chain_ids:
+                last[key] = number
+
+        def current(number: int, line: bytes) -> bool:
+            return last.get(self._row_id(self.failures, number, line)) == number  # type: ignore[arg-type]
+
+        return self._move_rows(self.failures, self.retired_failures, current)
+
+    def _move_rows(
+        self, path: Path, archive: Path | None, keep: Callable[[int, bytes], bool]
+    ) -> int:
+        """Append the rows of `path` that `keep` refuses to `archive`, then rewrite `path`
+        with the others (atomically, streaming both passes); the number of rows moved.
+
+        A kill between the two leaves the rows in both files: the next move archives them
+        again, and the resume scan reads an archived row once.
+        """
+        moved = 0
+        handle: IO[bytes] | None = None
+        try:
+            for number, line in iter_lines(path):
+                if keep(number, line):
+                    continue
+                moved += 1
+                if archive is not None:
+                    if handle is None:
+                        handle = open(archive, "ab", buffering=0)  # noqa: SIM115 - closed below
+                    write_all(handle, line)
+        finally:
+            if handle is not None:
+                os.fsync(handle.fileno())
+                handle.close()
+        if moved:
+            atomic_rewrite_lines(path, (line for n, line in iter_lines(path) if keep(n, line)))
+        return moved
+
+    def drop_items(self, ids: set[str]) -> int:
+        """Take the committed rows of `ids` out of every file (--force on changed input rows).
+
+        Their chains go to chains.replaced.jsonl and their failures to
+        failures.retried.jsonl, so nothing paid for disappears; the items are then not done
+        and the run redoes them. The commit files are rewritten first: a kill before the
+        exports are rewritten leaves export rows without a commit, which resume removes.
+        """
+        if not ids:
+            return 0
+        dropped = 0
+        for path, archive in (
+            (self.chains, self.replaced_chains),
+            (self.failures, self.retired_failures),
+            (self.sft, None),
+            (self.dpo, None),
+        ):
+            repair_torn_tail(path)  # what resume would cut anyway: the rows must parse
+
+            def keep(number: int, line: bytes, path: Path = path) -> bool:
+                return self._row_id(path, number, line) not in ids
+
+            moved = self._move_rows(path, archive, keep)
+            if archive is not None:
+                dropped += moved
+        return dropped
 
     def _drop_uncommitted(self, path: Path, state: ResumeState) -> int:
         """Remove export rows of items with no chains.jsonl row; the number of rows kept.
@@ -311,10 +407,14 @@ class OutputDir:
             self._handles[name] = open(path, "ab", buffering=0)  # noqa: SIM115 - closed in close()
 
     def close(self) -> None:
-        """Close the files."""
+        """Close the files; retire the failure rows of retried items that were redone."""
         for handle in self._handles.values():
             handle.close()
         self._handles.clear()
+        if self._redone_chains or self._redone_failures:
+            self._retire_superseded(self._redone_chains)
+            self._redone_chains.clear()
+            self._redone_failures.clear()
 
     def write_chain(self, state: ChainState, sft: SftRow | None, dpo: list[DpoRow]) -> None:
         """Append a finished item: its exports first, then its commit row in chains.jsonl."""
@@ -323,10 +423,14 @@ class OutputDir:
         if dpo:
             write_all(self._handles["dpo"], b"".join(_line(r.model_dump_json()) for r in dpo))
         write_all(self._handles["chains"], _line(state.to_json_line()))
+        if state.id in self._retrying:
+            self._redone_chains.add(state.id)
 
     def write_failure(self, row: FailureRow) -> None:
         """Append a failed item or bad input row."""
         write_all(self._handles["failures"], _line(row.to_json_line()))
+        if row.id in self._retrying:
+            self._redone_failures.add(row.id)
 
 
 def _line(text: str) -> bytes:

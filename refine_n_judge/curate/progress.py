@@ -34,6 +34,8 @@ class Counters:
     input_errors: int = 0
     accepted_refinements: int = 0
     tokens: int = 0
+    stalled_seconds: float = 0.0
+    """How long model calls have waited with no reply (0 unless long enough to show)."""
     started: float = field(default_factory=time.monotonic)
 
     @property
@@ -81,6 +83,7 @@ class Counters:
             "items_per_second": _round(self.rate),
             "eta_seconds": _round(self.eta_seconds),
             "elapsed_seconds": _round(self.elapsed),
+            "no_reply_seconds": round(self.stalled_seconds),
         }
 
     def line(self, *, with_done: bool = True) -> str:
@@ -98,6 +101,8 @@ class Counters:
         eta = self.eta_seconds
         if eta is not None:
             parts.append(f"ETA {_clock(eta)}")
+        if self.stalled_seconds:
+            parts.append(f"no reply for {self.stalled_seconds:.0f} s")
         return " · ".join(parts)
 
 
@@ -108,6 +113,7 @@ class Reporter(Protocol):
     def note(self, message: str) -> None: ...
     def input_error(self, error: InputRowError) -> None: ...
     def item(self, counters: Counters, event: dict[str, Any]) -> None: ...
+    def tick(self, counters: Counters) -> None: ...
     def finish(self, counters: Counters, summary: dict[str, Any]) -> None: ...
 
 
@@ -124,6 +130,9 @@ class QuietReporter:
         pass
 
     def item(self, counters: Counters, event: dict[str, Any]) -> None:
+        pass
+
+    def tick(self, counters: Counters) -> None:
         pass
 
     def finish(self, counters: Counters, summary: dict[str, Any]) -> None:
@@ -164,6 +173,14 @@ class JsonLogReporter:
             self._last_progress = time.monotonic()
             self._emit("progress", **counters.as_dict())
 
+    def tick(self, counters: Counters) -> None:
+        """Every second: a progress event every 10 s while model calls get no reply."""
+        if counters.stalled_seconds and (
+            time.monotonic() - self._last_progress >= JSON_PROGRESS_INTERVAL_SECONDS
+        ):
+            self._last_progress = time.monotonic()
+            self._emit("progress", **counters.as_dict())
+
     def finish(self, counters: Counters, summary: dict[str, Any]) -> None:
         self._emit("summary", this_run=counters.as_dict(), **summary)
 
@@ -195,6 +212,12 @@ class PlainReporter:
 
     def item(self, counters: Counters, event: dict[str, Any]) -> None:
         if time.monotonic() - self._last >= PLAIN_INTERVAL_SECONDS:
+            self._last = time.monotonic()
+            self._print(counters.line())
+
+    def tick(self, counters: Counters) -> None:
+        """Every second: the progress line every 10 s while model calls get no reply."""
+        if counters.stalled_seconds and time.monotonic() - self._last >= PLAIN_INTERVAL_SECONDS:
             self._last = time.monotonic()
             self._print(counters.line())
 
@@ -247,6 +270,9 @@ class RichReporter(PlainReporter):
             total=counters.total,
             description=counters.line(with_done=False),
         )
+
+    def tick(self, counters: Counters) -> None:
+        self.item(counters, {})
 
     def finish(self, counters: Counters, summary: dict[str, Any]) -> None:
         if self.task is not None:

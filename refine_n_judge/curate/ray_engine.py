@@ -442,13 +442,20 @@ def curate_on_ray(
     check_ray_options(options)
     reporter = reporter or make_reporter(quiet=options.quiet, log_format=options.log_format)
     tally = Tally()
-    retired = outputs.retire_failures() if options.retry_failed else 0
 
     def export(state: Any) -> tuple[Any, Any]:
         return sft_row(state), dpo_rows(state, options.dpo_pairs)
 
-    resume = outputs.scan(tally.add_chain, tally.add_failure, tally.add_retired, export)
+    resume = outputs.scan(
+        tally.add_chain,
+        tally.add_failure,
+        tally.add_retired,
+        export,
+        retry_failed=options.retry_failed,
+    )
     tally.sft_rows, tally.dpo_rows = resume.sft_rows, resume.dpo_rows
+    tally.expect_retries(resume.retrying)  # a retried failure stays one until redone
+    retired = len(resume.retrying)
     writer = ReportWriter(options, outputs, files, tally, prices, previous)
     writer.current.retried_failures = retired
     writer.current.concurrency = in_flight_per_actor(options) * options.actors

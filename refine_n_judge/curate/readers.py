@@ -13,8 +13,10 @@ import csv
 import gzip
 import io
 import json
+import re
 import sys
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any, Literal
 
@@ -47,6 +49,8 @@ def detect_format(path: Path, explicit: InputFormat | None = None) -> InputForma
     the JSON reader checks the first character and the file is sniffed here.
     """
     if explicit is not None:
+        if explicit == "json" and _first_char(path) == "{":
+            _refuse_json_object(path)
         return explicit
     suffixes = [s.lower() for s in path.suffixes]
     if suffixes and suffixes[-1] == ".gz":
@@ -58,8 +62,57 @@ def detect_format(path: Path, explicit: InputFormat | None = None) -> InputForma
             f"({'|'.join(INPUT_FORMATS)})"
         )
     if found == "json" and _first_char(path) == "{":
+        _refuse_json_object(path)
         return "jsonl"
     return found
+
+
+JSON_OBJECT_MAX_BYTES = 256 << 20
+"""A JSON object input is parsed to name its array keys only up to this size."""
+
+
+def _first_line_is_json(path: Path) -> bool:
+    """True when the first non-empty line is a whole JSON value (JSONL), not the start
+    of a pretty-printed object."""
+    try:
+        with _open_text(path) as handle:
+            for line in handle:
+                if line.strip("\ufeff \t\r\n"):
+                    json.loads(line.lstrip("\ufeff"))
+                    return True
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return False
+
+
+def _refuse_json_object(path: Path) -> None:
+    """Refuse a file that is one (pretty-printed) JSON object, naming its array keys.
+
+    Raises:
+        SettingsError: the file parses as one JSON object whose first line is not whole
+            (JSONL's first row would be).
+    """
+    if _first_line_is_json(path):
+        return
+    try:
+        if path.suffix.lower() != ".gz" and path.stat().st_size > JSON_OBJECT_MAX_BYTES:
+            return  # not parsed whole: read as JSONL, whose rows then say what is wrong
+        with _open_text(path) as handle:
+            data = json.load(handle)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return  # not one JSON value: JSONL with bad rows, reported per line
+    if not isinstance(data, dict):
+        return
+    head = f"{path} holds one JSON object, not an array of rows or one object per line"
+    arrays = [(key, len(value)) for key, value in data.items() if isinstance(value, list)]
+    if not arrays:
+        keys = ", ".join(list(map(str, data))[:10])
+        raise SettingsError(f"{head} (its keys: {keys}), and none of them holds an array")
+    key, count = max(arrays, key=lambda pair: pair[1])
+    raise SettingsError(
+        f"{head}; its key {key!r} holds an array of {count} item(s): extract it into its own "
+        f"file (e.g. jq '.{key}' {path.name} > rows.json) and pass that file"
+    )
 
 
 def _first_char(path: Path) -> str | None:
@@ -71,10 +124,25 @@ def _first_char(path: Path) -> str | None:
     return head[:1] or None
 
 
-def _open_text(path: Path, newline: str | None = None) -> IO[str]:
+def _open_text(path: Path, newline: str | None = None, errors: str = "strict") -> IO[str]:
+    """The file as text. With `errors="surrogateescape"` an undecodable byte becomes a lone
+    surrogate (U+DC80..U+DCFF) that the reader finds in the row it belongs to."""
     if path.suffix.lower() == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", newline=newline)
-    return open(path, encoding="utf-8-sig", newline=newline)
+        return io.TextIOWrapper(
+            gzip.open(path, "rb"), encoding="utf-8-sig", newline=newline, errors=errors
+        )
+    return open(path, encoding="utf-8-sig", newline=newline, errors=errors)
+
+
+_UNDECODED = re.compile("[\udc80-\udcff]")
+
+
+def _undecoded_line(text: str, first_line: int) -> int | None:
+    """The line of the first undecodable byte in `text` (which starts at `first_line`)."""
+    match = _UNDECODED.search(text)
+    if match is None:
+        return None
+    return first_line + text.count("\n", 0, match.start())
 
 
 def _open_binary(path: Path) -> IO[bytes]:
@@ -104,9 +172,16 @@ def count_rows(path: Path, fmt: InputFormat) -> int | None:
 
 
 def read_items(
-    path: Path, fmt: InputFormat, fields: FieldMap, *, source: str, max_chars: int
+    path: Path,
+    fmt: InputFormat,
+    fields: FieldMap,
+    *,
+    source: str,
+    max_chars: int,
+    on_raw: Callable[[Any], None] | None = None,
 ) -> Iterator[ReadResult]:
-    """The rows of one input file, validated, in file order."""
+    """The rows of one input file, validated, in file order (`on_raw` sees each row as
+    read, before validation)."""
     converter = RowConverter(fields, source=source, max_chars=max_chars)
     readers = {
         "jsonl": _jsonl_rows,
@@ -115,19 +190,24 @@ def read_items(
         "tsv": _csv_rows,
         "parquet": _parquet_rows,
     }
+    line = 0
     try:
         for line, value in readers[fmt](path, converter, fmt):
             if isinstance(value, InputRowError):
                 yield value
                 continue
+            if on_raw is not None:
+                on_raw(value)
             try:
                 yield converter.convert(value, line)
             except InputRowError as exc:
                 yield exc
     except (OSError, UnicodeDecodeError, EOFError, csv.Error) as exc:
+        where = f" after line {line}" if line else ""  # e.g. a truncated .gz: rows read stay
         yield InputRowError(
-            f"cannot read the file: {type(exc).__name__}: {exc}",
+            f"cannot read the file{where}: {type(exc).__name__}: {exc}",
             source=source,
+            line=line + 1 if line else None,
             kind="unreadable_file",
         )
 
@@ -170,9 +250,21 @@ def _jsonl_rows(path: Path, converter: RowConverter, _fmt: str) -> RowStream:
 
 
 def _json_array_rows(path: Path, converter: RowConverter, _fmt: str) -> RowStream:
-    with _open_text(path) as handle:
+    with _open_text(path, errors="surrogateescape") as handle:
         try:
             for element in JsonArrayReader(handle):
+                bad_line = _undecoded_line(element.text, element.line)
+                if bad_line is not None:
+                    yield (
+                        element.line,
+                        converter.error(
+                            f"is not valid UTF-8 (an undecodable byte on line {bad_line})",
+                            line=bad_line,
+                            kind="malformed",
+                            row=_printable(element.text),
+                        ),
+                    )
+                    continue
                 try:
                     value = json.loads(element.text)
                 except json.JSONDecodeError as exc:
@@ -200,64 +292,190 @@ def _json_array_rows(path: Path, converter: RowConverter, _fmt: str) -> RowStrea
 
 
 def _csv_rows(path: Path, converter: RowConverter, fmt: str) -> RowStream:
+    """CSV/TSV records, read so that one bad record costs only itself.
+
+    Python's csv reader parses the lines; the line source under it knows which physical
+    lines each record took. A record over several lines is checked strictly: a quote that
+    is never closed (or closes a field with no delimiter after it), or the wrong number of
+    fields, is the sign of a stray quote that swallowed the lines after it: the record's
+    first line fails and reading goes on at the line after it, so the swallowed rows are
+    read as the rows they are. A record over `CSV_MAX_RECORD_CHARS` is taken for the same.
+    An undecodable byte fails only the record holding it.
+    """
     _raise_csv_field_limit()
-    with _open_text(path, newline="") as handle:
-        reader = csv.DictReader(handle, delimiter="\t" if fmt == "tsv" else ",")
-        if reader.fieldnames is None:
+    delimiter = "\t" if fmt == "tsv" else ","
+    with _open_text(path, newline="", errors="surrogateescape") as handle:
+        source = _LineSource(handle)
+        reader = csv.reader(source, delimiter=delimiter)
+        names, problem = _next_record(reader, source, delimiter)
+        if names is None and problem is None:
+            names, problem = None, "the CSV file is empty: it has no header row"
+        elif problem is None and source.undecodable() is not None:
+            problem = f"it is not valid UTF-8 (an undecodable byte on line {source.line})"
+        if names is None or problem is not None:
             yield (
-                1,
+                source.line,
                 InputRowError(
-                    "the CSV file is empty: it has no header row",
+                    problem
+                    if names is None and not source.lines
+                    else f"cannot read the header row: {problem}",
                     source=converter.source,
-                    line=1,
+                    line=source.line,
                     kind="unreadable_file",
                 ),
             )
             return
-        header_width = len(reader.fieldnames)
-        end_of_previous = reader.line_num
+        width = len(names)
         while True:
-            line = end_of_previous + 1
-            try:
-                record = next(reader)
-            except StopIteration:
+            fields, problem = _next_record(reader, source, delimiter)
+            if fields is None and problem is None:
                 return
-            except csv.Error as exc:
-                end_of_previous = reader.line_num
-                yield line, converter.error(f"is not valid CSV: {exc}", line=line, kind="malformed")
-                continue
-            end_of_previous = reader.line_num
-            if None in record:
-                extra = record.pop(None)  # type: ignore[call-overload]
+            if problem is not None:  # the reader may be mid-record: start afresh
+                reader = csv.reader(source, delimiter=delimiter)
+            elif fields is not None and len(fields) != width:
+                if len(source.lines) > 1 or len(fields) > width:
+                    problem = f"it has {len(fields)} fields, the header has {width}"
+                else:  # a short row: the missing cells are missing values
+                    fields = fields + [""] * (width - len(fields))
+            line = source.line
+            if problem is not None and len(source.lines) > 1:
+                problem += (
+                    f"; its quoted field runs from line {line} to line {source.lines[-1][0]} "
+                    f"(an unclosed quote?); reading goes on at line {line + 1}"
+                )
+                text = "".join(t for _, t in source.lines)
+                source.push_back(source.lines[1:])
+            else:
+                text = "".join(t for _, t in source.lines)
+                bad = source.undecodable()
+                if problem is None and bad is not None:
+                    line = bad
+                    problem = f"it is not valid UTF-8 (an undecodable byte on line {bad})"
+            if problem is not None or fields is None:
                 yield (
                     line,
                     converter.error(
-                        f"has {header_width + len(extra)} fields, the header has {header_width}",
+                        f"is not valid CSV: {problem}",
                         line=line,
                         kind="malformed",
-                        row=record,
+                        row=_printable(text),
                     ),
                 )
                 continue
-            # An empty cell is a missing value (CSV cannot say null).
-            row: dict[str, Any] = {k: v for k, v in record.items() if v not in (None, "")}
-            messages = row.get(converter.fields.messages)
-            if isinstance(messages, str) and messages.lstrip().startswith("["):
-                try:
-                    row[converter.fields.messages] = json.loads(messages)
-                except json.JSONDecodeError as exc:
-                    yield (
-                        line,
-                        converter.error(
-                            f"holds text that is not a valid JSON list of messages: {exc.msg}",
-                            line=line,
-                            field=converter.fields.messages,
-                            kind="malformed",
-                            row=preview(messages),
-                        ),
+            yield line, _csv_row(dict(zip(names, fields, strict=True)), line, converter)
+
+
+def _next_record(
+    reader: Any, source: _LineSource, delimiter: str
+) -> tuple[list[str] | None, str | None]:
+    """The next non-blank record's fields, or what is wrong with it; (None, None) at the
+    end. `source.lines` are the lines it took."""
+    while True:
+        source.start_record()
+        try:
+            fields = next(reader)
+        except StopIteration:
+            if source.lines:  # a quote still open at the end of the file
+                return None, f"a quoted field that starts on line {source.line} is never closed"
+            return None, None
+        except _RecordTooLongError:
+            return None, (
+                f"a quoted field that starts on line {source.line} runs over "
+                f"{CSV_MAX_RECORD_CHARS} characters"
+            )
+        except csv.Error as exc:
+            source.lines = source.lines or [(source.last_line, "")]
+            return None, str(exc)
+        if not fields:  # a blank line
+            continue
+        if len(source.lines) > 1:
+            text = "".join(t for _, t in source.lines)
+            try:  # strict: a quote must close a field, and the record must end
+                list(csv.reader(io.StringIO(text), delimiter=delimiter, strict=True))
+            except csv.Error as exc:
+                if "unexpected end of data" in str(exc):
+                    return (
+                        fields,
+                        f"a quoted field that starts on line {source.line} is never closed",
                     )
-                    continue
-            yield line, row
+                return fields, str(exc)
+        return fields, None
+
+
+def _csv_row(record: dict[str, str], line: int, converter: RowConverter) -> Any:
+    """The row of one CSV record (an empty cell is a missing value: CSV cannot say null);
+    a messages column holding a JSON list is parsed."""
+    row: dict[str, Any] = {k: v for k, v in record.items() if v != ""}
+    messages = row.get(converter.fields.messages)
+    if isinstance(messages, str) and messages.lstrip().startswith("["):
+        try:
+            row[converter.fields.messages] = json.loads(messages)
+        except json.JSONDecodeError as exc:
+            return converter.error(
+                f"holds text that is not a valid JSON list of messages: {exc.msg}",
+                line=line,
+                field=converter.fields.messages,
+                kind="malformed",
+                row=preview(messages),
+            )
+    return row
+
+
+CSV_MAX_RECORD_CHARS = 8 << 20
+"""A record longer than this is taken for an unclosed quote (memory stays bounded)."""
+
+
+class _RecordTooLongError(Exception):
+    """Raised through the csv reader when a record passes `CSV_MAX_RECORD_CHARS`."""
+
+
+class _LineSource:
+    """The physical lines under a csv reader: numbered, recorded per record, and able to
+    be pushed back to be read again."""
+
+    def __init__(self, handle: IO[str]) -> None:
+        self._lines = enumerate(handle, start=1)
+        self._pending: deque[tuple[int, str]] = deque()
+        self.lines: list[tuple[int, str]] = []
+        self.last_line = 0
+        self._size = 0
+
+    def __iter__(self) -> _LineSource:
+        return self
+
+    def __next__(self) -> str:
+        item = self._pending.popleft() if self._pending else next(self._lines)
+        self.lines.append(item)
+        self.last_line = item[0]
+        self._size += len(item[1])
+        if self._size > CSV_MAX_RECORD_CHARS:
+            raise _RecordTooLongError
+        return item[1]
+
+    def start_record(self) -> None:
+        self.lines = []
+        self._size = 0
+
+    @property
+    def line(self) -> int:
+        """The first line of the current record."""
+        return self.lines[0][0] if self.lines else self.last_line + 1
+
+    def push_back(self, lines: list[tuple[int, str]]) -> None:
+        """Read these lines again, first, as the start of new records."""
+        self._pending.extendleft(reversed(lines))
+
+    def undecodable(self) -> int | None:
+        """The line of the current record's first undecodable byte, if it has one."""
+        for number, text in self.lines:
+            if _UNDECODED.search(text):
+                return number
+        return None
+
+
+def _printable(text: str) -> str:
+    """Text for a failure row: undecodable bytes shown as U+FFFD, cut to a preview."""
+    return preview(_UNDECODED.sub("\ufffd", text))
 
 
 def _raise_csv_field_limit() -> None:

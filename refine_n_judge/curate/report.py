@@ -100,9 +100,32 @@ class Tally:
         self.usage: dict[str, dict[str, list[int]]] = {}
         self.estimated_models: set[str] = set()
         self.health = JudgeHealth()
+        self.retrying: dict[str, tuple[str, str, str | None]] = {}
+        self.redone = 0
+
+    def expect_retries(self, retrying: dict[str, tuple[str, str, str | None]]) -> None:
+        """--retry-failed: these failures (already counted) may be committed again; each
+        then stops counting as a failure (its tokens stay spent)."""
+        self.retrying = dict(retrying)
+
+    def _forget_retried(self, key: str | None) -> None:
+        found = self.retrying.pop(key, None) if key is not None else None
+        if found is None:
+            return
+        kind, stage, stop_reason = found
+        self.redone += 1
+        if stop_reason is not None:
+            self.stop_reasons[stop_reason] -= 1
+        self.failures -= 1
+        self.failure_kinds[kind] -= 1
+        self.failure_stages[stage] -= 1
+        for counter in (self.failure_kinds, self.failure_stages, self.stop_reasons):
+            for name in [k for k, n in counter.items() if n <= 0]:
+                del counter[name]
 
     def add_chain(self, state: ChainState, *, sft_rows: int = 0, dpo_rows: int = 0) -> None:
         """Count a finished item."""
+        self._forget_retried(state.id)
         self.chains += 1
         self.partial += is_partial(state)
         self.sft_rows += sft_rows
@@ -115,6 +138,7 @@ class Tally:
 
     def add_failure(self, row: FailureRow) -> None:
         """Count a failed item or bad input row (its partial chain's usage included)."""
+        self._forget_retried(row.id)
         self.failures += 1
         self.failure_kinds[row.kind] += 1
         self.failure_stages[row.stage] += 1

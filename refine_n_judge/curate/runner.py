@@ -20,9 +20,16 @@ from langchain_core.runnables import RunnableConfig
 
 from graph.context import Context
 from graph.state import ChainState
+from refine_n_judge.curate.endpoint_health import (
+    CONNECTION_FAILURES_TO_STOP,
+    STALL_NOTICE_SECONDS,
+    EndpointWatch,
+    endpoint_trouble,
+    stop_message,
+)
 from refine_n_judge.curate.errors import InputRowError
 from refine_n_judge.curate.exports import DpoPairs, dpo_rows, sft_row
-from refine_n_judge.curate.outcomes import is_failure
+from refine_n_judge.curate.outcomes import FAILED_STOP_REASONS, is_failure
 from refine_n_judge.curate.outputs import OutputDir
 from refine_n_judge.curate.progress import Counters, Reporter
 from refine_n_judge.curate.readers import ReadResult
@@ -92,6 +99,10 @@ class RunPlan:
     concurrency: int
     dpo_pairs: DpoPairs
     limit: int | None = None
+    endpoint: str = "the model endpoint"
+    """How the endpoint is named when the run stops for it (no secrets)."""
+    stall_limit: float | None = None
+    """Seconds without a model reply after which the run stops (None: never)."""
 
 
 class CurateRunner:
@@ -114,9 +125,29 @@ class CurateRunner:
         self.reporter = reporter
         self.seen: set[str] = set()
         self.queued = 0
+        self.watch = EndpointWatch()
+        self.stop_reason: str | None = None
+        """Set when the endpoint stopped the run (see `endpoint_health`)."""
+        self._held: list[tuple[InputItem, ChainState, float]] = []
+        self._main: asyncio.Task[None] | None = None
 
     async def run(self, rows: Iterable[ReadResult]) -> None:
-        """Process every row not already done; returns when all are written."""
+        """Process every row not already done; returns when all are written, or when the
+        endpoint stopped the run (`stop_reason`; the items in flight are not written)."""
+        self._main = asyncio.ensure_future(self._run_all(rows))
+        watchdog = asyncio.ensure_future(self._watch_endpoint())
+        try:
+            await self._main
+        except asyncio.CancelledError:
+            if self.stop_reason is None:  # SIGINT/SIGTERM: wind the workers down, then stop
+                self._main.cancel()
+                await asyncio.gather(self._main, return_exceptions=True)
+                raise
+        finally:
+            watchdog.cancel()
+            await asyncio.gather(watchdog, return_exceptions=True)
+
+    async def _run_all(self, rows: Iterable[ReadResult]) -> None:
         queue: asyncio.Queue[InputItem | None] = asyncio.Queue(maxsize=2 * self.plan.concurrency)
         workers = [
             asyncio.create_task(self._worker(queue), name=f"curate-worker-{n}")
@@ -127,15 +158,50 @@ class CurateRunner:
             for _ in workers:
                 await queue.put(_DONE)
             await asyncio.gather(*workers)
+            self._release_held()
         finally:
             for worker in workers:
                 worker.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
 
+    def _stop(self, reason: str) -> None:
+        """Stop the run for the endpoint: nothing more is started or written."""
+        if self.stop_reason is None:
+            self.stop_reason = reason
+            if self._main is not None:
+                self._main.cancel()
+
+    async def _watch_endpoint(self) -> None:
+        """Show a stall in the progress line; stop the run when it lasts too long."""
+        while True:
+            await asyncio.sleep(1.0)
+            waiting = self.watch.waiting_seconds()
+            self.counters.stalled_seconds = waiting if waiting >= STALL_NOTICE_SECONDS else 0.0
+            self.reporter.tick(self.counters)
+            limit = self.plan.stall_limit
+            if limit is not None and waiting >= limit:
+                self._stop(
+                    f"no reply from the endpoint {self.plan.endpoint} for {waiting:.0f} s "
+                    f"(a run stops after {limit:g} s without one: twice --request-timeout)"
+                )
+                return
+
+    def _release_held(self) -> None:
+        """Items held back after a connection failure are the item's own trouble after all:
+        a failure, or a partial chain when refinements were accepted before it."""
+        held, self._held = self._held, []
+        for item, state, started in held:
+            if is_failure(state):
+                self._record_failure(item, failure_from_state(item, state), state, started)
+            else:
+                self._record_chain(item, state, started)
+
     async def _produce(
         self, rows: Iterable[ReadResult], queue: asyncio.Queue[InputItem | None]
     ) -> None:
         for row in rows:
+            if self.stop_reason is not None:
+                return
             if isinstance(row, InputRowError):
                 self._record_input_error(row)
                 continue
@@ -179,17 +245,35 @@ class CurateRunner:
             except Exception as exc:  # a bug or a bad setting: one failure row, the run goes on
                 self._record_failure(item, failure_from_exception(item, exc), None, started)
                 continue
-            if is_failure(state):
+            if self.stop_reason is not None:
+                return
+            ended_by_failure = state.stop_reason in FAILED_STOP_REASONS or not state.chain
+            trouble = endpoint_trouble(state) if ended_by_failure else None
+            if self.watch.item_ended(trouble):
+                self._stop(
+                    f"{CONNECTION_FAILURES_TO_STOP} items in a row could not reach the "
+                    f"endpoint: {stop_message(state, self.plan.endpoint)}"
+                )
+                return
+            if trouble == "fatal":
+                self._stop(stop_message(state, self.plan.endpoint))
+                return
+            if trouble == "connection":  # written only if the endpoint turns out to live
+                self._held.append((item, state, started))
+            elif is_failure(state):
                 self._record_failure(item, failure_from_state(item, state), state, started)
             else:
+                self._release_held()
                 self._record_chain(item, state, started)
 
     def _config(self, item: InputItem) -> RunnableConfig:
-        """Per-item trace settings: LangSmith runs carry the item id."""
+        """Per-item trace settings (LangSmith runs carry the item id) and the endpoint
+        watch."""
         return RunnableConfig(
             run_name=f"curate:{item.id}",
             tags=["curate"],
             metadata={"item_id": item.id, "source": item.source, "line": item.line},
+            callbacks=[self.watch],
         )
 
     def _record_chain(self, item: InputItem, state: ChainState, started: float) -> None:

@@ -44,7 +44,7 @@ def test_run_completes_through_faults_and_counts_add_up(tmp_path: Path) -> None:
 
     responder = with_faults(http_responder(handler), *plans)
     out = tmp_path / "out"
-    with FakeOpenAIServer(responder) as server:
+    with FakeOpenAIServer(responder, model="fake") as server:
         code = run(server, write_items(tmp_path / "in.jsonl", N_ITEMS), out,
                    "--request-timeout", "1")  # fmt: skip
     assert all(plan.injected for plan in plans), [(p.kind, p.injected) for p in plans]
@@ -70,7 +70,9 @@ def test_run_completes_through_faults_and_counts_add_up(tmp_path: Path) -> None:
 
 def test_an_endpoint_that_always_fails_gives_failure_rows_with_reasons(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    with FakeOpenAIServer(lambda request: Reply(status=500, error_message="boom")) as server:
+    with FakeOpenAIServer(
+        lambda request: Reply(status=500, error_message="boom"), model="fake"
+    ) as server:
         code = run(server, write_items(tmp_path / "in.jsonl", 3), out, "--max-attempts", "1")
         calls = len(server.requests)
     assert code == 1

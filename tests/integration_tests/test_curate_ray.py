@@ -28,7 +28,15 @@ pytest.importorskip("ray.data", reason="needs the ray extra: pip install 'refine
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEADLINE_SECONDS = 90.0
-OUTPUT_FILES = ["chains.jsonl", "dpo.jsonl", "failures.jsonl", "run.json", "sft.jsonl"]
+OUTPUT_FILES = [
+    ".curate.lock",
+    "chains.jsonl",
+    "dpo.jsonl",
+    "failures.jsonl",
+    "inputs.json",
+    "run.json",
+    "sft.jsonl",
+]
 
 
 def responder() -> Callable[[ChatRequest], Reply]:

@@ -47,7 +47,7 @@ def script() -> Script:
 
 @pytest.fixture
 def server(script: Script) -> Iterator[FakeOpenAIServer]:
-    with FakeOpenAIServer(script) as srv:
+    with FakeOpenAIServer(script, model="fake") as srv:  # listed: no preflight probe
         yield srv
 
 

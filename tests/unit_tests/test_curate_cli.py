@@ -20,7 +20,7 @@ from refine_n_judge.testing.scripts import versioned_responder
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[FakeOpenAIServer]:
-    with FakeOpenAIServer(versioned_responder(1)) as srv:
+    with FakeOpenAIServer(versioned_responder(1), model="fake") as srv:
         yield srv
 
 

@@ -1,5 +1,6 @@
 """The output directory after a crash: torn last lines, exports of uncommitted items,
-retired failures, rebuilt exports, and damage it refuses to guess about."""
+retried failures (retired only when redone, whatever the kill window), changed rows,
+rebuilt exports, and damage it refuses to guess about."""
 
 from __future__ import annotations
 
@@ -119,16 +120,22 @@ def test_missing_exports_are_rebuilt_from_chains(tmp_path: Path) -> None:
     assert outputs.dpo.read_bytes() == expected_dpo
 
 
-def test_failures_count_as_done_and_can_be_retired(tmp_path: Path) -> None:
+def test_failures_count_as_done_unless_retried(tmp_path: Path) -> None:
     outputs = OutputDir(tmp_path)
     outputs.open()
     outputs.write_failure(failure("x:3"))
     outputs.close()
     _, failed, resume = scan(outputs)
     assert failed == ["x:3"] and resume.done == {"x:3"}  # type: ignore[attr-defined]
-    assert outputs.retire_failures() == 1
-    _, failed, resume = scan(outputs)
-    assert failed == [] and resume.done == set()  # type: ignore[attr-defined]
+    _, failed, resume = retry_scan(outputs)
+    assert failed == ["x:3"] and resume.done == set()  # type: ignore[attr-defined]
+    assert ids_in(outputs.failures) == ["x:3"]  # still a failure until it is redone
+    outputs.open()
+    outputs.write_failure(failure("x:3").model_copy(update={"reason": "still bad"}))
+    outputs.close()
+    assert [json.loads(line)["reason"] for line in outputs.failures.read_text().splitlines()] == [
+        "still bad"
+    ]
     assert ids_in(outputs.retired_failures) == ["x:3"]
 
 
@@ -146,3 +153,71 @@ def test_an_unwritable_output_directory_is_a_settings_error(tmp_path: Path) -> N
     blocker.write_text("x")
     with pytest.raises(SettingsError, match="cannot write to the output directory"):
         OutputDir(blocker / "out").create()
+
+
+def retry_scan(outputs: OutputDir) -> tuple[list[str], list[str], object]:
+    chains: list[str] = []
+    failed: list[str] = []
+    resume = outputs.scan(
+        lambda s: chains.append(str(s.id)),
+        lambda r: failed.append(r.id),
+        lambda _r: None,
+        lambda s: (sft_row(s), dpo_rows(s)),
+        retry_failed=True,
+    )
+    return chains, failed, resume
+
+
+def test_retry_keeps_every_failure_until_its_item_is_redone(tmp_path: Path) -> None:
+    outputs = OutputDir(tmp_path)
+    outputs.open()
+    for key in ("f1", "f2", "f3"):
+        outputs.write_failure(failure(key))
+    outputs.close()
+    _, failed, resume = retry_scan(outputs)
+    assert failed == ["f1", "f2", "f3"]
+    assert resume.done == set() and set(resume.retrying) == {"f1", "f2", "f3"}  # type: ignore[attr-defined]
+    # Only f1 is redone (a --limit or a stop): f2 and f3 stay failures.
+    outputs.open()
+    s = state("f1")
+    outputs.write_chain(s, sft_row(s), dpo_rows(s))
+    outputs.close()
+    assert ids_in(outputs.failures) == ["f2", "f3"]
+    assert ids_in(outputs.retired_failures) == ["f1"]
+    assert ids_in(outputs.chains) == ["f1"]
+
+
+def test_a_kill_after_a_retried_item_is_written_resolves_on_resume(tmp_path: Path) -> None:
+    outputs = OutputDir(tmp_path)
+    outputs.open()
+    for key in ("f1", "f2", "f3"):
+        outputs.write_failure(failure(key))
+    outputs.close()
+    retry_scan(outputs)
+    # What a kill -9 leaves: f1 redone as a chain, f2 failed again; old rows still there.
+    with open(outputs.chains, "ab") as handle:
+        handle.write((state("f1").to_json_line() + "\n").encode())
+    with open(outputs.failures, "ab") as handle:
+        again = failure("f2").model_copy(update={"reason": "again"})
+        handle.write((again.to_json_line() + "\n").encode())
+    chains, failed, resume = scan(outputs)
+    assert chains == ["f1"] and sorted(failed) == ["f2", "f3"]
+    assert resume.done == {"f1", "f2", "f3"}  # type: ignore[attr-defined]
+    rows = [json.loads(line) for line in outputs.failures.read_text().splitlines()]
+    assert [(r["id"], r["reason"]) for r in rows] == [("f3", "bad"), ("f2", "again")]
+    assert sorted(ids_in(outputs.retired_failures)) == ["f1", "f2"]
+
+
+def test_drop_items_takes_changed_rows_out_of_every_file(tmp_path: Path) -> None:
+    outputs = OutputDir(tmp_path)
+    write(outputs, "a", "b")
+    outputs.open()
+    outputs.write_failure(failure("c"))
+    outputs.close()
+    with open(outputs.chains, "ab") as handle:  # a kill -9 tore the last line
+        handle.write(b'{"id": "d", "ques')
+    assert outputs.drop_items({"a", "c"}) == 2
+    assert ids_in(outputs.chains) == ["b"] and ids_in(outputs.failures) == []
+    assert ids_in(outputs.sft) == ["b"] and set(ids_in(outputs.dpo)) == {"b"}
+    assert ids_in(outputs.replaced_chains) == ["a"]
+    assert ids_in(outputs.retired_failures) == ["c"]

@@ -337,3 +337,111 @@ def test_count_rows_for_the_progress_total(tmp_path: Path) -> None:
     assert count_rows(write_csv(tmp_path / "a.csv", ROWS), "csv") == 3
     assert count_rows(write_parquet(tmp_path / "a.parquet", ROWS), "parquet") == 3
     assert count_rows(tmp_path / "a.json", "json") is None
+
+
+def write_numbered_csv(path: Path, n: int) -> list[str]:
+    """A CSV of n rows `i<k>,What is <k>?,v0`; the lines of the file (header first)."""
+    lines = ["id,question,answer"] + [f"i{k},What is {k}?,v0" for k in range(1, n + 1)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return lines
+
+
+def test_an_unclosed_quote_fails_its_row_and_the_rows_after_it_are_read(tmp_path: Path) -> None:
+    path = tmp_path / "in.csv"
+    lines = write_numbered_csv(path, 200)
+    lines[4] = 'i4,"What is 4?,v0'  # row 4 (line 5) opens a quote it never closes
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    results = read(path, max_chars=100_000)
+    errors = [r for r in results if isinstance(r, InputRowError)]
+    good = [r for r in results if isinstance(r, InputItem)]
+    assert len(good) == 199 and len(errors) == 1
+    assert {i.id for i in good} == {f"i{k}" for k in range(1, 201)} - {"i4"}
+    [error] = errors
+    assert error.line == 5 and error.kind == "malformed"
+    assert "in.csv:5" in error.describe() and "never closed" in error.describe()
+    assert [i.line for i in good][3:5] == [6, 7]  # the rows after it keep their lines
+
+
+def test_a_stray_quote_closed_far_below_fails_one_row_not_the_rows_between(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "in.csv"
+    lines = write_numbered_csv(path, 30)
+    lines[4] = 'i4,"What is 4?,v0'  # opens a quote ...
+    lines[20] = 'i20,What is 20?" she said,v0'  # ... that a quote 16 lines below closes
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    results = read(path, max_chars=100_000)
+    errors = [r for r in results if isinstance(r, InputRowError)]
+    assert [e.line for e in errors] == [5]
+    assert "runs from line 5 to line 21" in errors[0].describe()
+    assert len([r for r in results if isinstance(r, InputItem)]) == 29
+
+
+def test_a_latin1_byte_fails_only_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "in.csv"
+    lines = write_numbered_csv(path, 3000)
+    data = "\n".join(lines).encode("utf-8") + b"\n"
+    data = data.replace(b"What is 1500?", b"What is caf\xe9 1500?")
+    path.write_bytes(data)
+    results = read(path)
+    errors = [r for r in results if isinstance(r, InputRowError)]
+    assert len(errors) == 1 and errors[0].line == 1501
+    assert "in.csv:1501" in errors[0].describe() and "UTF-8" in errors[0].describe()
+    assert "caf\ufffd 1500" in (errors[0].raw or "")
+    assert len(results) == 3000  # every other row read
+
+
+def test_multi_line_quoted_fields_still_read(tmp_path: Path) -> None:
+    path = tmp_path / "in.csv"
+    path.write_text(
+        'id,question,answer\na,"line one\nline ""two""\n\nline four",v0\nb,"x, y",v0\n',
+        encoding="utf-8",
+    )
+    [a, b] = items(read(path))
+    assert a.question == 'line one\nline "two"\n\nline four' and a.line == 2
+    assert b.question == "x, y" and b.line == 6
+
+
+def test_an_undecodable_byte_in_a_tsv_header_makes_the_file_unreadable(tmp_path: Path) -> None:
+    path = tmp_path / "in.tsv"
+    path.write_bytes(b"id\tquesti\xffon\na\tq\n")
+    [error] = read(path)
+    assert isinstance(error, InputRowError) and error.kind == "unreadable_file"
+    assert error.line == 1 and "UTF-8" in error.describe()
+
+
+def test_an_undecodable_byte_in_a_json_array_fails_its_element_only(tmp_path: Path) -> None:
+    path = tmp_path / "in.json"
+    path.write_bytes(
+        b'[\n {"id": "a", "question": "q"},\n {"id": "b",\n  "question": "caf\xe9"},\n'
+        b' {"id": "c", "question": "q"}\n]\n'
+    )
+    results = read(path)
+    assert [type(r).__name__ for r in results] == ["InputItem", "InputRowError", "InputItem"]
+    assert results[1].line == 4  # type: ignore[union-attr]
+
+
+def test_a_json_object_input_names_the_key_holding_the_rows(tmp_path: Path) -> None:
+    path = tmp_path / "in.json"
+    path.write_text(json.dumps({"version": 1, "data": ROWS}, indent=2))
+    with pytest.raises(SettingsError, match=r"holds one JSON object.*'data' holds an array of 3"):
+        detect_format(path)
+    with pytest.raises(SettingsError, match="holds one JSON object"):
+        detect_format(path, "json")
+    plain = tmp_path / "plain.json"
+    plain.write_text(json.dumps({"question": "q", "answer": "a"}, indent=2))
+    with pytest.raises(SettingsError, match="none of them holds an array"):
+        detect_format(plain)
+
+
+def test_a_truncated_gzip_keeps_the_rows_read_and_names_where_it_broke(tmp_path: Path) -> None:
+    rows = [{"id": f"r{k}", "question": "q" * 50} for k in range(2000)]
+    whole = gzip.compress("".join(json.dumps(r) + "\n" for r in rows).encode())
+    path = tmp_path / "in.jsonl.gz"
+    path.write_bytes(whole[: len(whole) // 2])
+    results = read(path)
+    *good, error = results
+    assert good and all(isinstance(r, InputItem) for r in good)
+    assert isinstance(error, InputRowError) and error.kind == "unreadable_file"
+    assert error.line == len(good) + 1
+    assert f"cannot read the file after line {len(good)}" in error.describe()
