@@ -15,7 +15,6 @@ Imported by the Ray engine only (the `ray` extra).
 from __future__ import annotations
 
 import math
-import os
 import threading
 import time
 from collections import Counter
@@ -36,7 +35,6 @@ LOCAL_MIN_CPUS = 4
 STALL_SECONDS = 60.0
 """Without a started actor or a finished item for this long, the driver says why it waits."""
 MONITOR_NAMESPACE = "refine_n_judge"
-LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 
 class RaySession(BaseModel):
@@ -87,10 +85,9 @@ def connect(address: str, actors: int, quiet: bool) -> tuple[RaySession, bool]:
         )
         mode = "started"
     else:
-        _loopback_driver(address)
         try:
             ray.init(address=address, log_to_driver=not quiet)
-        except (ConnectionError, RuntimeError, ValueError) as exc:
+        except Exception as exc:  # unreachable, refused (auth), not a Ray: all say the same
             raise SettingsError(
                 f"--ray-address {address}: could not join the Ray cluster ({exc}). Start one "
                 "with `ray start --head`, pass its GCS address (HOST:PORT, or `auto` on a node "
@@ -115,14 +112,6 @@ def connect(address: str, actors: int, quiet: bool) -> tuple[RaySession, bool]:
             "use fewer --actors"
         )
     return session, disconnect
-
-
-def _loopback_driver(address: str) -> None:
-    """A driver joining a cluster on 127.0.0.1 must be on 127.0.0.1 itself: otherwise Ray
-    takes this machine's first interface address and the cluster does not know it."""
-    host = address.removeprefix("ray://").rsplit(":", 1)[0].strip("[]")
-    if host in LOOPBACK_HOSTS:
-        os.environ.setdefault("RAY_NODE_IP_ADDRESS", "127.0.0.1")
 
 
 # --------------------------------------------------------------------------- monitoring
@@ -194,7 +183,6 @@ class StallWatch:
         self.actors = actors
         self.say = say
         self.stall_seconds = stall_seconds
-        self.last: dict[str, Any] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="ray-stall-watch", daemon=True)
 
@@ -204,8 +192,7 @@ class StallWatch:
 
     def __exit__(self, *_: object) -> None:
         self._stop.set()
-        self._thread.join(timeout=5)
-        self.last = self.poll() or self.last
+        self._thread.join(timeout=15)
 
     def poll(self) -> dict[str, Any] | None:
         try:
@@ -220,7 +207,6 @@ class StallWatch:
             snapshot = self.poll()
             if snapshot is None:
                 continue
-            self.last = snapshot
             now = time.monotonic()
             if now - warned_at < self.stall_seconds:
                 continue

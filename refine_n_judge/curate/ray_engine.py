@@ -53,6 +53,7 @@ of the cluster's and never stops it (see `ray_cluster`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import os
@@ -86,6 +87,7 @@ WORK_DIR = ".ray_work"
 """Inside the output directory (shared storage on a cluster): the staged input and the
 shards of runs not merged yet. Removed after a complete merge."""
 LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 MAX_ATTEMPTS = 3
 """Pipeline runs per invocation: the first, and two for what a failed one left undone."""
 ITEMS_PER_BLOCK = 200
@@ -258,8 +260,12 @@ def check_ray_options(options: CurateOptions) -> None:
             "--engine ray needs a model server: pass --base-url (or set "
             "REFINE_N_JUDGE_BASE_URL / OPENAI_API_KEY); the embedded model serves one process"
         )
-    if ray_address(options) == "local":
-        os.environ.update(LOOPBACK_ENV)  # read by Ray at import
+    address = ray_address(options)
+    host = address.removeprefix("ray://").rsplit(":", 1)[0].strip("[]")
+    if address == "local" or host in LOOPBACK_HOSTS:
+        # read by Ray at import: a driver of a cluster on 127.0.0.1 must be on it too (else
+        # Ray takes this machine's first address for it and listens on every interface)
+        os.environ.update(LOOPBACK_ENV)
     try:
         import ray.data  # noqa: F401
     except ImportError as exc:
@@ -491,7 +497,8 @@ class RayRun:
         import ray
 
         for handle in self._handles:  # gone with the driver anyway; not with a reused Ray
-            ray.kill(handle)
+            with contextlib.suppress(Exception):  # already gone (a lost node, a broken Ray)
+                ray.kill(handle)
         if self.disconnect:
             ray.shutdown()
 
