@@ -28,8 +28,10 @@ from refine_n_judge.curate.errors import SettingsError
 
 ACTOR_CPUS = 0.25
 """Logical CPUs per actor: it waits on model servers, it does not compute."""
-PIPELINE_CPUS = 2.0
-"""Logical CPUs Ray Data needs besides the actors (its read and write tasks, 1 CPU each)."""
+PIPELINE_CPUS = 1.0
+"""Logical CPUs Ray Data needs besides the actors: its read and write tasks ask for 1 each.
+Measured on a one-node cluster, 2 actors: 2 CPUs ran; 1 CPU hung for good (the actors held
+0.5, the read task waited for a whole CPU), which is what a silent stall on a small head is."""
 LOCAL_MIN_CPUS = 4
 """Logical CPUs of a local Ray: with 2 the pipeline hung here; 4 worked."""
 STALL_SECONDS = 60.0
@@ -219,17 +221,22 @@ class StallWatch:
         """A warning for a run that is not moving, or None."""
         running = len(snapshot["actors"])
         if running < self.actors:
-            free = ray.available_resources().get("CPU", 0.0)
-            total = ray.cluster_resources().get("CPU", 0.0)
             return (
-                f"waiting: {running} of {self.actors} actors started after {elapsed:.0f}s; "
-                f"the cluster has {free:g} of {total:g} logical CPUs free and each actor "
-                f"needs {ACTOR_CPUS:g} (Ray Data's read/write tasks 1 each): give the nodes "
-                "more --num-cpus, or use fewer --actors"
+                f"waiting: {running} of {self.actors} actors started after {elapsed:.0f}s "
+                f"({_cpus()}; each actor needs {ACTOR_CPUS:g}, Ray Data's read and write "
+                "tasks 1 each): give the nodes more --num-cpus, or use fewer --actors"
             )
         if snapshot["idle_seconds"] >= self.stall_seconds:
             return (
-                f"no item finished in the last {snapshot['idle_seconds']:.0f}s "
-                f"({running} actors up): is the model server answering?"
+                f"no item finished in the last {snapshot['idle_seconds']:.0f}s ({running} "
+                f"actors up, {_cpus()}): is the model server answering, or do Ray Data's "
+                "read and write tasks (1 CPU each) wait for a CPU? (give the nodes more "
+                "--num-cpus)"
             )
         return None
+
+
+def _cpus() -> str:
+    free = ray.available_resources().get("CPU", 0.0)
+    total = ray.cluster_resources().get("CPU", 0.0)
+    return f"{free:g} of {total:g} logical CPUs free"
