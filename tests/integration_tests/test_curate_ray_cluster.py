@@ -267,13 +267,14 @@ def test_joins_spreads_and_survives_a_lost_node(two_nodes: TwoNodes, tmp_path: P
     states = {n.node_id: n.state for n in list_nodes(address=two_nodes.dashboard)}
     assert states == {two_nodes.head_id: "ALIVE", two_nodes.worker_id: "DEAD"}
 
-    # One bucket for both actors: no window of requests beat burst + rate * width (a
-    # slack of 2 for requests that left on time and arrived together), and no more than
+    # One bucket for both actors: no window of requests beat burst + rate * width, with
+    # half a second of slack for callers that woke late on this loaded machine and arrived
+    # together (two unshared buckets would allow twice the rate), and no more than
     # --in-flight-per-actor items per actor were in flight.
     stamps = recorder.stamps
     for i, first in enumerate(stamps):
-        for j in range(i + 1, min(len(stamps), i + 200)):
-            assert j - i + 1 <= RPS + RPS * (stamps[j] - first) + 2, (i, j)
+        for j in range(i + 1, len(stamps)):
+            assert j - i + 1 <= RPS + RPS * (stamps[j] - first) + RPS / 2, (i, j)
     assert 0 < most_in_flight <= ACTORS * IN_FLIGHT
 
 
