@@ -224,7 +224,7 @@ def curate_actors(nodes: TwoNodes) -> list[Any]:
 def test_joins_spreads_and_survives_a_lost_node(two_nodes: TwoNodes, tmp_path: Path) -> None:
     recorder = Recorder(responder(), latency=0.05)
     data = tmp_path / "in.jsonl"
-    expected = write_input(data, 48, failing=2)
+    expected = write_input(data, 32, failing=2)
     out, log = tmp_path / "out", tmp_path / "driver.log"
     with FakeOpenAIServer(recorder) as server:
         args = loud(curate_args(data, out, server.base_url, "--engine", "ray", "--ray-address",
@@ -258,7 +258,7 @@ def test_joins_spreads_and_survives_a_lost_node(two_nodes: TwoNodes, tmp_path: P
     ray_used = report["invocations"][-1]["ray"]
     assert ray_used["mode"] == "joined" and ray_used["address"] == two_nodes.address
     assert ray_used["nodes"] == 2
-    assert sum(ray_used["items_by_node"].values()) == 48  # every staged item, once
+    assert sum(ray_used["items_by_node"].values()) == 32  # every staged item, once
     assert f"Ray: joined the cluster at {two_nodes.address}" in log.read_text()
 
     # The cluster is still there (only the node this test killed is gone).
