@@ -28,6 +28,7 @@ import argparse
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -88,6 +89,7 @@ def two_nodes() -> Iterator[tuple[str, dict[str, str]]]:
         yield cluster.address, {**os.environ, "PYTHONPATH": str(ROOT)}
     finally:
         cluster.shutdown()
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def main() -> int:
