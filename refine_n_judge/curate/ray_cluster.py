@@ -15,6 +15,7 @@ Imported by the Ray engine only (the `ray` extra).
 from __future__ import annotations
 
 import math
+import socket
 import threading
 import time
 from collections import Counter
@@ -87,6 +88,7 @@ def connect(address: str, actors: int, quiet: bool) -> tuple[RaySession, bool]:
         )
         mode = "started"
     else:
+        check_reachable(address)
         try:
             ray.init(address=address, log_to_driver=not quiet)
         except Exception as exc:  # unreachable, refused (auth), not a Ray: all say the same
@@ -114,6 +116,29 @@ def connect(address: str, actors: int, quiet: bool) -> tuple[RaySession, bool]:
             "use fewer --actors"
         )
     return session, disconnect
+
+
+def check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail fast on a HOST:PORT nothing listens on (Ray itself retries for minutes).
+
+    Raises:
+        SettingsError: not HOST:PORT, or nothing accepts a connection there.
+    """
+    if address == "auto" or "://" in address:
+        return  # Ray finds (or refuses) these itself, quickly
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise SettingsError(
+            f"--ray-address {address!r}: expected HOST:PORT (the GCS address `ray start "
+            "--head` prints), auto, or local"
+        )
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise SettingsError(
+            f"--ray-address {address}: nothing answers there ({exc}); is the cluster's head "
+            "up (`ray start --head --port PORT`), and is this its GCS address?"
+        ) from exc
 
 
 # --------------------------------------------------------------------------- monitoring

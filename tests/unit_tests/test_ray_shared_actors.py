@@ -4,6 +4,7 @@ run monitor and the stall warnings (no Ray started here)."""
 from __future__ import annotations
 
 import os
+import socket
 from typing import Any
 
 import pytest
@@ -15,10 +16,12 @@ from refine_n_judge.curate.ray_engine import LOOPBACK_ENV
 os.environ.update(LOOPBACK_ENV)
 pytest.importorskip("ray", reason="needs the ray extra: pip install 'refine-n-judge[ray]'")
 
+from refine_n_judge.curate.errors import SettingsError
 from refine_n_judge.curate.ray_cluster import (
     RaySession,
     RunMonitor,
     StallWatch,
+    check_reachable,
     cpus_needed,
 )
 from refine_n_judge.curate.ray_rate_limit import TokenBucket, bucket_settings
@@ -111,3 +114,18 @@ def test_session_says_whether_it_started_or_joined() -> None:
     assert "started a private local Ray" in started.describe()
     assert "stopped at the end" in started.describe()
     assert cpus_needed(4) == 4 * 0.25 + 1
+
+
+def test_an_address_nothing_answers_on_is_refused_at_once() -> None:
+    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(SettingsError, match=f"127.0.0.1:{port}: nothing answers there"):
+        check_reachable(f"127.0.0.1:{port}")
+    with pytest.raises(SettingsError, match="expected HOST:PORT"):
+        check_reachable("my-head")
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        check_reachable(f"127.0.0.1:{server.getsockname()[1]}")  # something listens: go on
+    check_reachable("auto")  # Ray resolves these itself
