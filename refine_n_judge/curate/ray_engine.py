@@ -20,8 +20,16 @@ at once, so the batch size is half the items in flight per actor (>= in-flight /
 ceiling needs) and a semaphore keeps exactly `in_flight_per_actor` graph runs going.
 Anything a graph run raises becomes that row's failure row: by default one exception fails
 the whole Ray job, and with `max_errored_blocks` Ray would drop the whole block. An actor
-process that dies is restarted by Ray (`max_restarts=-1`) and its block retried. The global
-`--rps` is split evenly across the actors (each has its own token bucket).
+process that dies is restarted by Ray (`max_restarts=-1`) and its block retried. Ray Data
+places the actor pool with its default `SPREAD` strategy (`DataContext.scheduling_strategy`;
+passing one to `map_batches` is deprecated in 2.60), so on a cluster the actors go to every
+node with room; each asks for a quarter of a logical CPU (see `ray_cluster`). `--rps` is
+one token bucket for all of them, a named actor each actor's LangChain rate limiter asks
+(`ray_rate_limit`).
+
+A failed pipeline (a node lost with blocks Ray cannot rebuild, for one) is not the end of
+the run: its shards are merged and the staged items not written yet run again, up to
+`MAX_ATTEMPTS` times; after that the run stops as `failed` and a rerun goes on from there.
 
 Exactly once, and why not `CheckpointConfig`: resume is the project's own, over the output
 shards. Ray Data's checkpoint API is beta, keeps its own record next to the outputs (so
@@ -38,17 +46,21 @@ Loopback: a local Ray binds every interface by default; `RAY_ENABLE_WINDOWS_OR_O
 (read by Ray when it is imported) is the setting that kept every socket on 127.0.0.1 here,
 so local mode sets it before importing Ray, and always calls `ray.init(address="local")`
 (a stale cluster file otherwise breaks `num_cpus`) with a logical CPU count that leaves the
-pipeline room.
+pipeline room. Joining a cluster (`--ray-address`, `RAY_ADDRESS`, `auto`) changes nothing
+of the cluster's and never stops it (see `ray_cluster`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import os
 import shutil
+import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -56,7 +68,7 @@ from typing import Any
 from graph.context import Context
 from graph.state import ChainState
 from refine_n_judge.curate.checks import InputFile, needs_embedded_model
-from refine_n_judge.curate.errors import InputRowError, SettingsError
+from refine_n_judge.curate.errors import CurateError, InputRowError, SettingsError
 from refine_n_judge.curate.exports import DpoPairs, dpo_rows, sft_row
 from refine_n_judge.curate.options import DEFAULT_CONCURRENCY, CurateOptions
 from refine_n_judge.curate.outcomes import is_failure
@@ -75,10 +87,9 @@ WORK_DIR = ".ray_work"
 """Inside the output directory (shared storage on a cluster): the staged input and the
 shards of runs not merged yet. Removed after a complete merge."""
 LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
-ACTOR_CPUS = 0.25
-"""Logical CPUs per actor: it waits on model servers, it does not compute."""
-LOCAL_MIN_CPUS = 4
-"""Logical CPUs of a local Ray: with 2 the pipeline hung here; 4 worked."""
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+MAX_ATTEMPTS = 3
+"""Pipeline runs per invocation: the first, and two for what a failed one left undone."""
 ITEMS_PER_BLOCK = 200
 """Default block size: small blocks spread the work and bound what a retry redoes."""
 JSON_BLOCK_BYTES = 64 << 20
@@ -98,19 +109,35 @@ class CurateActor:
     def __init__(
         self,
         context: dict[str, Any],
-        rps: float | None,
         in_flight: int,
+        rate_bucket: str | None = None,
+        monitor: str | None = None,
         crash_marker: str | None = None,
     ) -> None:
+        """`rate_bucket` and `monitor` name the run's shared actors (None: not used)."""
         from graph.builder import build_graph
-        from refine_n_judge.curate.command import make_rate_limiter
 
+        limiter = None
+        if rate_bucket is not None:
+            from refine_n_judge.curate.ray_rate_limit import SharedRateLimiter  # the ray extra
+
+            limiter = SharedRateLimiter(rate_bucket)
         self.context = Context.model_validate(context)
-        self.graph = build_graph(rate_limiter=make_rate_limiter(rps))
+        self.graph = build_graph(rate_limiter=limiter)
         self.in_flight = in_flight
         self.finished = 0
         self._semaphore: asyncio.Semaphore | None = None
         self._crash_path, self._crash_after = _parse_crash_marker(crash_marker)
+        self._monitor: Any = None
+        self._node = ""  # "IP/node id": which node wrote each row (run.json counts them)
+        if monitor is not None:
+            import ray  # the ray extra
+
+            from refine_n_judge.curate.ray_cluster import MONITOR_NAMESPACE, node_label
+
+            self._monitor = ray.get_actor(monitor, namespace=MONITOR_NAMESPACE)
+            self._node = node_label()
+            self._monitor.actor_started.remote(self._node, os.getpid())
 
     async def __call__(self, batch: Any) -> Any:
         """Run a batch (a pyarrow Table of staged items); one output row per item."""
@@ -125,6 +152,7 @@ class CurateActor:
                 "id": [r[0] for r in results],
                 "kind": [r[1] for r in results],
                 "record": [r[2] for r in results],
+                "node": [self._node] * len(results),
             }
         )
 
@@ -134,6 +162,8 @@ class CurateActor:
         async with self._semaphore:
             result = await self._run_item(row)
         self.finished += 1
+        if self._monitor is not None:
+            self._monitor.item_done.remote(self._node)
         self._maybe_crash()
         return result
 
@@ -230,34 +260,18 @@ def check_ray_options(options: CurateOptions) -> None:
             "--engine ray needs a model server: pass --base-url (or set "
             "REFINE_N_JUDGE_BASE_URL / OPENAI_API_KEY); the embedded model serves one process"
         )
-    if ray_address(options) == "local":
-        os.environ.update(LOOPBACK_ENV)  # read by Ray at import
+    address = ray_address(options)
+    host = address.removeprefix("ray://").rsplit(":", 1)[0].strip("[]")
+    if address == "local" or host in LOOPBACK_HOSTS:
+        # read by Ray at import: a driver of a cluster on 127.0.0.1 must be on it too (else
+        # Ray takes this machine's first address for it and listens on every interface)
+        os.environ.update(LOOPBACK_ENV)
     try:
         import ray.data  # noqa: F401
     except ImportError as exc:
         raise SettingsError(
             "--engine ray needs Ray Data: pip install 'refine-n-judge[ray]'"
         ) from exc
-
-
-def start_ray(options: CurateOptions) -> bool:
-    """Connect to (or start) Ray; True when this call started it (and must shut it down)."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    address = ray_address(options)
-    if address == "local":
-        needed = options.actors * ACTOR_CPUS + 2
-        ray.init(
-            address="local",
-            num_cpus=max(LOCAL_MIN_CPUS, math.ceil(needed)),
-            include_dashboard=False,
-            log_to_driver=not options.quiet,
-        )
-    else:
-        ray.init(address=address, log_to_driver=not options.quiet)
-    return True
 
 
 # --------------------------------------------------------------------------- staging
@@ -318,6 +332,17 @@ class Stager:
         record_input_error(self, error)
 
 
+def restage(staged: Path, done: set[str], path: Path) -> int:
+    """Write the staged items not done yet to `path` (for another attempt); how many."""
+    kept = 0
+    with open(path, "wb") as handle:
+        for _, line in iter_lines(staged):
+            if json.loads(line)["id"] not in done:
+                handle.write(line)
+                kept += 1
+    return kept
+
+
 # --------------------------------------------------------------------------- merging
 
 
@@ -328,8 +353,10 @@ def merge_shards(
     done: set[str],
     dpo_pairs: DpoPairs,
     counters: Counters | None = None,
+    by_node: Counter[str] | None = None,
 ) -> int:
-    """Append every shard row whose id the directory does not hold yet; rows merged.
+    """Append every shard row whose id the directory does not hold yet; rows merged
+    (counted in `by_node` under the node that ran them).
 
     The exports are made from the chain as the single-process engine makes them, so the
     rows are byte for byte what it writes. A torn or unreadable shard line is skipped (its
@@ -364,17 +391,30 @@ def merge_shards(
                     counters.failed += 1
             done.add(item_id)
             merged += 1
+            if by_node is not None:
+                by_node[str(row.get("node") or "?")] += 1
     return merged
 
 
 # --------------------------------------------------------------------------- the run
 
 
-def run_pipeline(options: CurateOptions, staged: Path, shards: Path, n_items: int) -> None:
-    """read_json -> map_batches(CurateActor) -> write_json, on the Ray this process uses."""
+def run_pipeline(
+    options: CurateOptions,
+    staged: Path,
+    shards: Path,
+    n_items: int,
+    shared: dict[str, str | None],
+) -> None:
+    """read_json -> map_batches(CurateActor) -> write_json, on the Ray this process uses.
+
+    `shared` names the run's rate bucket and monitor actors (`CurateActor` arguments).
+    """
     import pyarrow as pa
     import pyarrow.json as pajson
     import ray.data
+
+    from refine_n_judge.curate.ray_cluster import ACTOR_CPUS
 
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = not options.quiet
@@ -396,21 +436,78 @@ def run_pipeline(options: CurateOptions, staged: Path, shards: Path, n_items: in
         read_options=pajson.ReadOptions(block_size=JSON_BLOCK_BYTES),
         parse_options=pajson.ParseOptions(explicit_schema=schema),
     )
-    rps = None if options.rps is None else options.rps / options.actors
     results = dataset.map_batches(
         CurateActor,
         fn_constructor_kwargs={
             "context": options.context.model_dump(mode="json"),
-            "rps": rps,
             "in_flight": in_flight,
             "crash_marker": os.environ.get(CRASH_MARKER_ENV),
+            **shared,
         },
         batch_format="pyarrow",
         batch_size=batch_size_for(in_flight),
         compute=ray.data.ActorPoolStrategy(size=options.actors),
-        num_cpus=ACTOR_CPUS,
+        num_cpus=ACTOR_CPUS,  # Ray Data places the pool with its default, SPREAD, strategy
     )
     results.write_json(str(shards))
+
+
+class RayRun:
+    """The Ray side of one invocation: connect once, the shared actors, the attempts."""
+
+    def __init__(self, options: CurateOptions, warn: Any, note: Any) -> None:
+        self.options = options
+        self.warn = warn
+        self.note = note
+        self.session: Any = None
+        self.disconnect = False
+        self.shared: dict[str, str | None] = {}
+        self._handles: list[Any] = []
+        self.items_by_node: Counter[str] = Counter()
+
+    def connect(self) -> Any:
+        """Start or join Ray (once) and start the run's shared actors; the session."""
+        from refine_n_judge.curate.ray_cluster import connect, start_monitor
+        from refine_n_judge.curate.ray_rate_limit import start_bucket
+
+        if self.session is not None:
+            return self.session
+        options = self.options
+        self.session, self.disconnect = connect(ray_address(options), options.actors, options.quiet)
+        self.note(self.session.describe())
+        run_id = f"curate-{os.getpid()}-{int(time.time() * 1000)}"
+        self.shared = {"monitor": f"{run_id}-monitor", "rate_bucket": None}
+        self._handles.append(start_monitor(f"{run_id}-monitor"))
+        if options.rps is not None:
+            self.shared["rate_bucket"] = f"{run_id}-rps"
+            self._handles.append(start_bucket(f"{run_id}-rps", options.rps))
+        return self.session
+
+    def run(self, staged: Path, shards: Path, n_items: int) -> None:
+        """One pipeline run, watched (a warning if it cannot start or stalls)."""
+        from refine_n_judge.curate.ray_cluster import StallWatch
+
+        with StallWatch(self._handles[0], self.options.actors, self.warn):
+            run_pipeline(self.options, staged, shards, n_items, self.shared)
+
+    def close(self) -> None:
+        """Stop the shared actors; stop (or leave) Ray."""
+        if self.session is None:
+            return
+        import ray
+
+        for handle in self._handles:  # gone with the driver anyway; not with a reused Ray
+            with contextlib.suppress(Exception):  # already gone (a lost node, a broken Ray)
+                ray.kill(handle)
+        if self.disconnect:
+            ray.shutdown()
+
+    def report(self) -> dict[str, Any] | None:
+        """run.json's `ray` entry of this invocation."""
+        if self.session is None:
+            return None
+        self.session.items_by_node = dict(sorted(self.items_by_node.items()))
+        return self.session.model_dump(mode="json")
 
 
 def curate_on_ray(
@@ -425,7 +522,8 @@ def curate_on_ray(
     """Run `curate --engine ray` after the shared checks; the process exit code.
 
     Raises:
-        SettingsError: the Ray engine cannot run these settings (nothing was changed).
+        SettingsError: the Ray engine cannot run these settings, or the cluster cannot be
+            joined or has too few CPUs (nothing was called).
     """
     from refine_n_judge.curate.command import (
         EXIT_FAILURES,
@@ -446,6 +544,12 @@ def curate_on_ray(
     def export(state: Any) -> tuple[Any, Any]:
         return sft_row(state), dpo_rows(state, options.dpo_pairs)
 
+    def warn(message: str) -> None:  # a stalled run is said even with --quiet
+        if options.quiet:
+            print(message, file=sys.stderr)
+        else:
+            reporter.note(message)
+
     resume = outputs.scan(
         tally.add_chain,
         tally.add_failure,
@@ -464,6 +568,19 @@ def curate_on_ray(
     counters = Counters(total=_total_rows(files))
     work = outputs.path / WORK_DIR
     shards_root = work / "shards"
+    ray_run = RayRun(options, warn, reporter.note)
+
+    def merge() -> None:
+        merge_shards(
+            shards_root,
+            outputs,
+            tally,
+            resume.done,
+            options.dpo_pairs,
+            counters,
+            ray_run.items_by_node,
+        )
+
     status = "failed"
     outputs.open()
     try:
@@ -478,29 +595,49 @@ def curate_on_ray(
         stager = Stager(outputs, tally, resume.done, counters, reporter, options.limit)
         staged = stager.stage(iter_all_inputs(files, options), staged_path)
         interrupted = False
-        if staged:
-            shards = shards_root / f"run-{int(time.time() * 1000)}-{os.getpid()}"
-            started_ray = start_ray(options)
+        attempt = 0
+        while staged and not interrupted:
+            attempt += 1
+            ray_run.connect()
+            writer.current.ray = ray_run.report()
+            writer.write("running")
+            shards = shards_root / f"run-{int(time.time() * 1000)}-{os.getpid()}-{attempt}"
             try:
-                run_pipeline(options, staged_path, shards, staged)
+                ray_run.run(staged_path, shards, staged)
+                staged = 0
             except KeyboardInterrupt:
                 interrupted = True
+            except CurateError:
+                raise
+            except Exception as exc:  # a lost node, a dead pipeline: redo what it left
+                merge()
+                if attempt >= MAX_ATTEMPTS:
+                    raise
+                retry_path = work / f"input-{attempt + 1}.jsonl"
+                staged = restage(staged_path, resume.done, retry_path)
+                staged_path = retry_path
+                warn(
+                    f"the Ray pipeline failed ({type(exc).__name__}: "
+                    f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}); "
+                    f"running the {staged} item(s) it left undone again "
+                    f"(attempt {attempt + 1} of {MAX_ATTEMPTS})"
+                )
             finally:
-                merge_shards(shards_root, outputs, tally, resume.done, options.dpo_pairs, counters)
-                if started_ray:
-                    import ray
-
-                    ray.shutdown()
+                merge()
         if not interrupted:
             shutil.rmtree(work, ignore_errors=True)
         status = "interrupted" if interrupted else "finished"
     finally:
-        outputs.close()
-        writer.current.new_items = counters.succeeded
-        writer.current.new_failures = counters.failed
-        writer.current.skipped_done = counters.skipped
-        report = writer.write(status)
-        reporter.finish(counters, _summary(report, counters, outputs))
+        try:
+            ray_run.close()
+        finally:
+            outputs.close()
+            writer.current.ray = ray_run.report()
+            writer.current.new_items = counters.succeeded
+            writer.current.new_failures = counters.failed
+            writer.current.skipped_done = counters.skipped
+            report = writer.write(status)
+            reporter.finish(counters, _summary(report, counters, outputs))
     if status == "interrupted":
         return EXIT_INTERRUPTED
     if not options.quiet and options.log_format == "text":

@@ -80,6 +80,9 @@ class Invocation(BaseModel):
     retried_failures: int = 0
     repaired: list[str] = Field(default_factory=list)
     cache: dict[str, int] | None = None
+    ray: dict[str, Any] | None = Field(
+        default=None, description="--engine ray: the Ray used (started or joined), items by node"
+    )
 
 
 class Tally:

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,36 +20,22 @@ import pytest
 
 from refine_n_judge import cli
 from refine_n_judge.curate.ray_engine import CRASH_MARKER_ENV, LOOPBACK_ENV, CurateActor
-from refine_n_judge.testing.fake_openai import ChatRequest, FakeOpenAIServer, Reply
-from refine_n_judge.testing.scripts import versioned_responder
+from refine_n_judge.testing.fake_openai import FakeOpenAIServer
+from tests.integration_tests.ray_checks import (
+    LOOPBACK_HEX,
+    check_exactly_once,
+    curate_args,
+    listening_addresses,
+    responder,
+    rows,
+    wait_for,
+    write_input,
+)
 
 os.environ.update(LOOPBACK_ENV)  # before Ray is imported: it reads the setting then
 pytest.importorskip("ray.data", reason="needs the ray extra: pip install 'refine-n-judge[ray]'")
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-DEADLINE_SECONDS = 90.0
-OUTPUT_FILES = [
-    ".curate.lock",
-    "chains.jsonl",
-    "dpo.jsonl",
-    "failures.jsonl",
-    "inputs.json",
-    "run.json",
-    "sft.jsonl",
-]
-
-
-def responder() -> Callable[[ChatRequest], Reply]:
-    """Chains grow to v1 and v2 loses (8 calls per item); a question with FAIL gets an HTTP
-    400 (not retried), so that item ends as a model failure row."""
-    script = versioned_responder(stop_at=1)
-
-    def respond(request: ChatRequest) -> Reply:
-        if "FAIL" in request.texts("user")[0]:
-            return Reply(status=400, error_message="scripted: this item always fails")
-        return script(request)
-
-    return respond
 
 
 @pytest.fixture(scope="module")
@@ -68,93 +54,6 @@ def ray_session() -> Iterator[str]:
 def server() -> Iterator[FakeOpenAIServer]:
     with FakeOpenAIServer(responder(), latency=0.02) as fake:
         yield fake
-
-
-def write_input(path: Path, n: int, *, failing: int = 0) -> set[str]:
-    """n items (the first `failing` of them fail), one bad row and one repeated id; the
-    record keys the run must end with."""
-    rows: list[dict[str, Any]] = [
-        {"id": f"item-{i}", "question": f"{'FAIL ' if i < failing else ''}What is {i}?"}
-        | ({"answer": "v0"} if i % 3 else {})
-        for i in range(n)
-    ]
-    rows.insert(2, {"id": "broken", "question": 42})
-    rows.append({"id": "item-1", "question": "again"})
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return {f"item-{i}" for i in range(n)} | {f"{path.name}:3", f"{path.name}:{len(rows)}"}
-
-
-def curate_args(data: Path, out: Path, url: str, *flags: str) -> list[str]:
-    return ["curate", str(data), "--out", str(out), "--refiner", "fake", "--base-url", url,
-            "--quiet", *flags]  # fmt: skip
-
-
-def rows(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_bytes().splitlines()]
-
-
-def check_exactly_once(out: Path, expected: set[str]) -> None:
-    """Every key once across chains+failures, whole lines, exports match the chains."""
-    keys = [r["id"] for name in ("chains.jsonl", "failures.jsonl") for r in rows(out / name)]
-    assert [k for k, n in Counter(keys).items() if n > 1] == []
-    assert set(keys) == expected
-    chain_ids = {r["id"] for r in rows(out / "chains.jsonl")}
-    assert sorted(r["id"] for r in rows(out / "sft.jsonl")) == sorted(chain_ids)
-    assert Counter(r["id"] for r in rows(out / "dpo.jsonl")) == dict.fromkeys(chain_ids, 2)
-    report = json.loads((out / "run.json").read_text())
-    assert report["counts"]["items"] == len(expected)
-    assert report["counts"]["succeeded"] == len(chain_ids)
-    assert sorted(p.name for p in out.iterdir()) == OUTPUT_FILES  # no shards left behind
-
-
-def wait_for(condition: Callable[[], bool], what: str, process: subprocess.Popen) -> None:
-    deadline = time.monotonic() + DEADLINE_SECONDS
-    while not condition():
-        if process.poll() is not None:
-            raise AssertionError(f"process exited ({process.returncode}) before {what}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
-def listening_addresses(root_pid: int) -> set[str]:
-    """The local IPv4/IPv6 addresses (hex, as /proc/net shows them) that `root_pid` and its
-    descendants listen on."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    pids, stack = set(), [root_pid]
-    while stack:
-        pid = stack.pop()
-        pids.add(pid)
-        stack.extend(children.get(pid, []))
-    inodes = set()
-    for pid in pids:
-        for fd in Path(f"/proc/{pid}/fd").glob("*"):
-            try:
-                target = os.readlink(fd)
-            except OSError:
-                continue
-            if target.startswith("socket:["):
-                inodes.add(target[8:-1])
-    found = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            parts = line.split()
-            if parts[3] == "0A" and parts[9] in inodes:  # LISTEN
-                found.add(parts[1].rsplit(":", 1)[0])
-    return found
-
-
-LOOPBACK_HEX = {
-    "0100007F",  # 127.0.0.1
-    "00000000000000000000000001000000",  # ::1
-    "0000000000000000FFFF00000100007F",  # ::ffff:127.0.0.1
-}
 
 
 def test_end_to_end_like_local_engine_on_loopback(
@@ -277,7 +176,7 @@ def test_actor_turns_an_exception_into_a_failure_row() -> None:
     """Anything graph.ainvoke raises stays in its row: the batch (and block) go on."""
     import pyarrow as pa
 
-    actor = CurateActor({"refiner": "fake"}, rps=None, in_flight=2)
+    actor = CurateActor({"refiner": "fake"}, in_flight=2)
 
     class Graph:
         async def ainvoke(self, state: dict[str, Any], **_: Any) -> Any:
@@ -313,3 +212,45 @@ def test_cache_is_refused_before_anything_runs(
     assert cli.main([*args, "--cache"]) == cli.EXIT_SETTINGS
     assert "--cache works with --engine local only" in capsys.readouterr().err
     assert not (tmp_path / "out" / "chains.jsonl").exists()
+
+
+def test_shared_rate_limiter_paces_every_caller_together(ray_session: str) -> None:
+    """Two Ray tasks, each with its own `SharedRateLimiter` on one bucket: together they get
+    the bucket's rate, not each their own."""
+    import ray
+
+    from refine_n_judge.curate.ray_rate_limit import SharedRateLimiter, start_bucket
+
+    rps = 10.0
+    bucket = start_bucket("test-shared-rps", rps)
+    created = time.time()
+
+    @ray.remote(num_cpus=0.1)
+    def caller(n: int) -> tuple[list[float], bool]:
+        limiter = SharedRateLimiter("test-shared-rps")
+
+        async def go() -> list[float]:
+            stamps = []
+            for _ in range(n):
+                assert await limiter.aacquire() is True
+                stamps.append(time.time())
+            return stamps
+
+        stamps = asyncio.run(go())
+        limiter.acquire()  # the sync path takes a token too
+        return stamps, limiter.acquire(blocking=False)  # nothing left right now
+
+    try:
+        results = ray.get([caller.remote(9), caller.remote(9)])
+        stamps = sorted(s for r, _ in results for s in r)
+        assert [left for _, left in results] == [False, False]
+        stats = ray.get(bucket.stats.remote())
+        assert stats["granted"] == 20
+        # An empty bucket at 10/s: the 18th token is due 1.8 s after it was made (each
+        # caller with its own bucket would have been done in 0.9 s).
+        assert stamps[-1] - created >= 1.8 - 0.05
+        for i, first in enumerate(stamps):  # no window ever beats burst + rate * width
+            for j in range(i, len(stamps)):
+                assert j - i + 1 <= rps + rps * (stamps[j] - first) + 1
+    finally:
+        ray.kill(bucket)
