@@ -21,7 +21,7 @@ from refine_n_judge.curate.checks import (
 from refine_n_judge.curate.command import make_rate_limiter
 from refine_n_judge.curate.errors import SettingsMismatchError
 from refine_n_judge.curate.event_loop import run_until_done_or_stopped
-from refine_n_judge.curate.progress import Counters, Reporter, make_reporter
+from refine_n_judge.curate.progress import Reporter, make_reporter
 from refine_n_judge.judge_check.options import JudgeCheckOptions
 from refine_n_judge.judge_check.readers import PairFormat, detect_pair_format, read_pairs
 from refine_n_judge.judge_check.records import PairResult
@@ -33,7 +33,12 @@ from refine_n_judge.judge_check.report import (
     summary_rows,
     write_plots,
 )
-from refine_n_judge.judge_check.runner import JudgeCheckRunner, PairFilter, build_judge_graph
+from refine_n_judge.judge_check.runner import (
+    JudgeCheckRunner,
+    PairCounters,
+    PairFilter,
+    build_judge_graph,
+)
 from refine_n_judge.judge_check.store import ResultsDir
 
 EXIT_OK = 0
@@ -114,9 +119,20 @@ def _run(
     session = _Session(options, fmt, results)
     repaired = results.repair()
     judged, failures = results.load()
+    retried = 0
+    if options.retry_errors:
+        redo = {r.id for r in judged if has_judge_error(r)}
+        redo |= {f.id for f in failures if f.stage != "input"}
+        if redo:
+            results.drop(redo)
+            judged, failures = results.load()
+            retried = len(redo)
     session.judged = judged
     done = {r.id for r in judged} | {f.id for f in failures}
-    counters = Counters()
+    selection = PairFilter(
+        unanimous=options.unanimous, no_ties=options.no_ties, limit=options.limit
+    )
+    counters = PairCounters(total=selection.count(read_pairs(options.pairs, fmt)))
     session.counts.input_errors = sum(f.stage == "input" for f in failures)
     session.counts.failed_pairs = sum(f.stage != "input" for f in failures)
     session.report("running")
@@ -124,6 +140,8 @@ def _run(
     start = f"judge-check {options.pairs.name} ({fmt}) -> {options.out}"
     if done:
         start += f" (resuming: {len(done)} row(s) already done)"
+    if retried:
+        start += f" (judging {retried} pair(s) with errors again)"
     reporter.start(counters, start)
     for name in repaired:
         reporter.note(f"repaired a torn last line in {name} (a kill mid-write); redoing that pair")
@@ -142,9 +160,7 @@ def _run(
         counters,
         reporter,
         concurrency=concurrency,
-        selection=PairFilter(
-            unanimous=options.unanimous, no_ties=options.no_ties, limit=options.limit
-        ),
+        selection=selection,
         on_result=session.judged.append,
     )
     status = "failed"
@@ -175,6 +191,14 @@ def _run(
         print(_where(results, report))
     failed = session.counts.input_errors + session.counts.failed_pairs
     return EXIT_FAILURES if failed else EXIT_OK
+
+
+def has_judge_error(result: PairResult) -> bool:
+    """A direction ended with no usable verdict (every judge errored, or no quorum)."""
+    return any(
+        d.outcome in ("error", "no_quorum", "exception")
+        for d in (result.a_refines_b, result.b_refines_a)
+    )
 
 
 def _where(results: ResultsDir, report: JudgeCheckReport) -> str:

@@ -43,6 +43,7 @@ class JudgeCheckOptions(BaseModel):
     rps: float | None = Field(default=None, gt=0)
     cache: Path | None = None
     force: bool = False
+    retry_errors: bool = False
     target_precision: float | None = Field(default=None, gt=0, le=1)
     plots: bool = True
     quiet: bool = False
@@ -138,6 +139,12 @@ def add_judge_check_arguments(parser: argparse.ArgumentParser) -> None:
         "direction of a pair then replays the first one's judge prompts for free",
     )
     run.add_argument(
+        "--retry-errors",
+        action="store_true",
+        help="judge again the pairs whose judge gave no usable verdict (error, no quorum) or "
+        "whose run raised, e.g. after the endpoint went down; bad input rows stay failures",
+    )
+    run.add_argument(
         "--force",
         action="store_true",
         help="resume even though the settings differ from the directory's report.json",
@@ -172,6 +179,7 @@ def judge_check_options_from_args(args: argparse.Namespace) -> JudgeCheckOptions
             rps=args.rps,
             cache=None if args.cache is None else Path(args.cache or args.out / "llm_cache.sqlite"),
             force=args.force,
+            retry_errors=args.retry_errors,
             target_precision=args.target_precision,
             plots=not args.no_plots,
             quiet=args.quiet,

@@ -146,7 +146,7 @@ def summary_rows(report: JudgeCheckReport) -> list[tuple[str, str]]:
     c = m.cost
     rows += [
         ("seconds per pair", _num(c.seconds_per_pair, 2)),
-        ("judge calls per pair", _num(c.calls_per_pair, 2)),
+        ("judge calls per pair (both directions)", _num(c.calls_per_pair, 2)),
         (
             "tokens per pair (in/out)",
             f"{_num(c.input_tokens_per_pair, 1)} / {_num(c.output_tokens_per_pair, 1)}",
@@ -167,6 +167,13 @@ def summary_rows(report: JudgeCheckReport) -> list[tuple[str, str]]:
     for rule in report.length_rules:
         rows.append((f"length rule [{rule.judge_model}]", length_rule_text(rule)))
     counts = report.counts
+    if counts.cache is not None:
+        rows.append(
+            (
+                "LLM cache (this run)",
+                f"{counts.cache['hits']} hits, {counts.cache['misses']} misses (model calls made)",
+            )
+        )
     rows.append(
         (
             "not judged",
@@ -184,9 +191,10 @@ def length_rule_text(rule: LengthRule) -> str:
     verdict = "earns a setting" if rule.earned else "does not earn a setting"
     return (
         f"{verdict}: best gain {best.fewer_false_accepts} fewer false accepts "
-        f"(threshold {best.threshold}, weight {best.weight}: better {best.better_accepted}, "
-        f"worse {best.worse_accepted} vs plain {best.plain_worse_accepted} at "
-        f"{best.plain_threshold}; needs >= {min_gain(rule.pairs)})"
+        f"(threshold {best.threshold:.4g}, weight {best.weight:g}: better "
+        f"{best.better_accepted}, worse {best.worse_accepted} vs plain "
+        f"{best.plain_worse_accepted} at {_num(best.plain_threshold, 4)}; needs >= "
+        f"{min_gain(rule.pairs)} fewer)"
     )
 
 

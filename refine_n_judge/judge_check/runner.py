@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
@@ -146,6 +146,46 @@ def failure_of_pair(pair: LabelledPair, result: PairResult) -> FailureRow:
 
 
 @dataclass
+class PairCounters(Counters):
+    """`curate`'s live counts, shown with the figures a judge check has: how many better
+    and worse answers were accepted so far (labelled pairs judged in this run)."""
+
+    better_accepted: int = 0
+    worse_accepted: int = 0
+    labelled: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def add(self, result: PairResult) -> None:
+        if result.label == "tie":
+            return
+        self.labelled += 1
+        self.better_accepted += result.better_refines_worse.accepted
+        self.worse_accepted += result.worse_refines_better.accepted
+
+    def line(self, *, with_done: bool = True) -> str:
+        done = f"{self.completed}" + (f"/{self.total}" if self.total is not None else "")
+        parts = [f"pairs {done}"] if with_done else []
+        parts += [
+            f"failed {self.failed}",
+            f"better accepted {self.better_accepted}/{self.labelled}",
+            f"worse accepted {self.worse_accepted}/{self.labelled}",
+            f"{self.elapsed / self.processed:.1f} s/pair" if self.processed else "- s/pair",
+        ]
+        eta = self.eta_seconds
+        if eta is not None:
+            parts.append(f"ETA {int(eta) // 60}:{int(eta) % 60:02d}")
+        return " · ".join(parts)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            **super().as_dict(),
+            "better_accepted": self.better_accepted,
+            "worse_accepted": self.worse_accepted,
+            "labelled": self.labelled,
+        }
+
+
+@dataclass
 class PairFilter:
     """Which labelled pairs to judge."""
 
@@ -158,6 +198,11 @@ class PairFilter:
             return False
         return not (self.unanimous and not pair.unanimous)
 
+    def count(self, rows: Iterable[ReadPair]) -> int:
+        """How many pairs of `rows` this filter selects (the progress bar's total)."""
+        kept = sum(1 for row in rows if isinstance(row, LabelledPair) and self.keeps(row))
+        return kept if self.limit is None else min(kept, self.limit)
+
 
 class JudgeCheckRunner:
     """Judges every pair not already in the results directory, exactly once."""
@@ -168,7 +213,7 @@ class JudgeCheckRunner:
         context: Context,
         results: ResultsDir,
         done: set[str],
-        counters: Counters,
+        counters: PairCounters,
         reporter: Reporter,
         *,
         concurrency: int,
@@ -247,6 +292,7 @@ class JudgeCheckRunner:
                 status, extra = "failed", {"reason": failure.reason}
             else:
                 self.results.write_result(result)
+                self.counters.add(result)
                 if self.on_result is not None:
                     self.on_result(result)
                 self.counters.succeeded += 1

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from refine_n_judge.curate.errors import OutputCorruptError, SettingsError
 from refine_n_judge.curate.outputs import (
     FAILURES,
+    atomic_rewrite_lines,
     atomic_write_text,
     iter_lines,
     repair_torn_tail,
@@ -66,6 +67,12 @@ class ResultsDir:
             _parse(FailureRow, line, self.failures, n) for n, line in iter_lines(self.failures)
         ]
         return results, failures
+
+    def drop(self, ids: set[str]) -> None:
+        """Remove the rows of `ids` from both files (atomically), so they are redone."""
+        for path in (self.judgments, self.failures):
+            kept = [line for _, line in iter_lines(path) if json.loads(line)["id"] not in ids]
+            atomic_rewrite_lines(path, kept)
 
     def read_report(self) -> dict[str, Any] | None:
         """The previous report.json, or None."""

@@ -106,6 +106,25 @@ def test_resume_judges_only_what_is_missing(tmp_path: Path, server: FakeOpenAISe
     assert report["metrics"]["pairs"] == 4
 
 
+def test_retry_errors_judges_the_errored_pairs_again(tmp_path: Path) -> None:
+    out, pairs = tmp_path / "out", pairs_file(tmp_path)
+    with FakeOpenAIServer(http_responder(lambda role, prompt: "no verdict")) as broken:
+        assert run(pairs, out, broken.base_url, "--max-attempts", "1") == 1
+    report = json.loads((out / "report.json").read_text())
+    assert report["metrics"]["judge_errors"]["count"] == 8
+    with FakeOpenAIServer(right_judge()) as fixed:  # on another port: --force
+        again = (pairs, out, fixed.base_url, "--max-attempts", "1", "--force")
+        assert run(*again) == 1
+        assert fixed.requests == []  # a plain rerun keeps what was judged
+        assert run(*again, "--retry-errors") == 1
+        assert len(fixed.requests) == 16
+    report = json.loads((out / "report.json").read_text())
+    assert report["metrics"]["judge_errors"]["count"] == 0
+    assert report["metrics"]["better_accepted"]["count"] == 3
+    assert len(lines(out / "judgments.jsonl")) == 4
+    assert len(lines(out / "failures.jsonl")) == 1  # the bad input row stays
+
+
 def test_changed_settings_are_refused_unless_forced(
     tmp_path: Path, server: FakeOpenAIServer, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -21,12 +21,17 @@ import pytest
 
 from graph.context import Context
 from nodes.models import ModelProvider
-from refine_n_judge.curate.progress import Counters, QuietReporter
+from refine_n_judge.curate.progress import QuietReporter
 from refine_n_judge.judge_check.metrics import compute_metrics
 from refine_n_judge.judge_check.readers import read_pairs
 from refine_n_judge.judge_check.records import PairResult
 from refine_n_judge.judge_check.report import RunCounts, build_report, markdown, write_plots
-from refine_n_judge.judge_check.runner import JudgeCheckRunner, PairFilter, build_judge_graph
+from refine_n_judge.judge_check.runner import (
+    JudgeCheckRunner,
+    PairCounters,
+    PairFilter,
+    build_judge_graph,
+)
 from refine_n_judge.judge_check.store import ResultsDir
 from refine_n_judge.testing.judges import (
     SAMPLE_PAIRS,
@@ -51,12 +56,13 @@ def judge_all(tmp_path: Path, handler, **context: object) -> list[PairResult]:  
     results = ResultsDir(tmp_path / "out")
     results.create()
     judged: list[PairResult] = []
+    counters = PairCounters(total=4)
     runner = JudgeCheckRunner(
         graph,
         Context(**context),  # type: ignore[arg-type]
         results,
         set(),
-        Counters(),
+        counters,
         QuietReporter(),
         concurrency=2,
         selection=PairFilter(),
@@ -70,6 +76,13 @@ def judge_all(tmp_path: Path, handler, **context: object) -> list[PairResult]:  
     on_disk, failures = results.load()
     assert failures == []
     assert sorted(r.id for r in on_disk) == sorted(r.id for r in judged) == ["1", "2", "3", "4"]
+    m = compute_metrics(judged)  # the live counts say what the report says
+    assert (counters.better_accepted, counters.worse_accepted, counters.labelled) == (
+        m.better_accepted.count,
+        m.worse_accepted.count,
+        3,
+    )
+    assert counters.line().startswith("pairs 4/4 · failed 0 · better accepted ")
     return sorted(judged, key=lambda r: r.id)
 
 
