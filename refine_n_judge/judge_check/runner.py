@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
@@ -153,7 +153,6 @@ class PairCounters(Counters):
     better_accepted: int = 0
     worse_accepted: int = 0
     labelled: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def add(self, result: PairResult) -> None:
         if result.label == "tie":

@@ -252,3 +252,5 @@ def test_filters_and_limit_select_pairs(tmp_path: Path) -> None:
     pairs = [p for p in read_pairs(path, "pandalm") if not isinstance(p, Exception)]
     chosen = [p.id for p in pairs if PairFilter(unanimous=True, no_ties=True).keeps(p)]
     assert chosen == ["2", "3"]
+    assert PairFilter(unanimous=True).count(read_pairs(path, "pandalm")) == 3
+    assert PairFilter(no_ties=True, limit=2).count(read_pairs(path, "pandalm")) == 2
