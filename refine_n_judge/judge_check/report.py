@@ -189,8 +189,16 @@ def length_rule_text(rule: LengthRule) -> str:
     if best is None:
         return "no data"
     verdict = "earns a setting" if rule.earned else "does not earn a setting"
+    here = max(rule.at_current, key=lambda p: p.fewer_false_accepts, default=None)
+    at_current = ""
+    if here is not None:
+        at_current = (
+            f"at the run's threshold {here.threshold:g}, weight {here.weight:g}: "
+            f"{here.fewer_false_accepts} fewer false accepts (better {here.better_accepted}, "
+            f"worse {here.worse_accepted} vs plain {here.plain_worse_accepted}); "
+        )
     return (
-        f"{verdict}: best gain {best.fewer_false_accepts} fewer false accepts "
+        f"{verdict}: {at_current}best on the grid {best.fewer_false_accepts} fewer false accepts "
         f"(threshold {best.threshold:.4g}, weight {best.weight:g}: better "
         f"{best.better_accepted}, worse {best.worse_accepted} vs plain "
         f"{best.plain_worse_accepted} at {_num(best.plain_threshold, 4)}; needs >= "
