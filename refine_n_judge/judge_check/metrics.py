@@ -208,6 +208,8 @@ def agreement(judged: Sequence[PairResult]) -> Agreement:
     """Kappa with people where the layout has sides (plain files always put the better
     answer first, so there a kappa says nothing)."""
     sided = [r for r in judged if r.has_sides]
+    if not judged:
+        return Agreement()
     if not sided:
         return Agreement(note="the labels have no sides (plain layout): kappa is undefined")
     judge = [r.judge_side for r in sided]

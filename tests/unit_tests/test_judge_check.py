@@ -130,6 +130,10 @@ def test_always_right_judge_every_figure(tmp_path: Path) -> None:
     # annotator 3 preferred response2 in pair 1: kappa (3/4 - 5/16) / (1 - 5/16) = 7/11
     assert m.agreement.vs_each_annotator == [1.0, 1.0, 0.6364]
     assert m.agreement.between_annotators == pytest.approx((1.0 + 0.6364 + 0.6364) / 3, abs=1e-4)
+    plain = compute_metrics([r.model_copy(update={"has_sides": False}) for r in results])
+    assert plain.agreement.vs_majority is None  # better-always-first labels: kappa is moot
+    assert plain.agreement.note is not None and "no sides" in plain.agreement.note
+    assert compute_metrics([]).agreement.note is None
     # confidence = |score gap| / 50 over five criteria: pair 3 0.3, pair 1 0.5, pair 2 0.7
     buckets = {(b.low, b.high): (b.decisions, b.correct, b.mean_confidence)
                for b in m.confidence_buckets if b.decisions}  # fmt: skip
