@@ -90,6 +90,8 @@ def judge_check(options: JudgeCheckOptions, reporter: Reporter | None = None) ->
     results = ResultsDir(options.out)
     results.create()
     changed = _check_resume_settings(results, options)
+    if options.report_only:
+        return _report_only(options, fmt, results)
     endpoint = _endpoint(options)
     if endpoint is not None:
         preflight(endpoint)
@@ -191,6 +193,22 @@ def _run(
         print(_where(results, report))
     failed = session.counts.input_errors + session.counts.failed_pairs
     return EXIT_FAILURES if failed else EXIT_OK
+
+
+def _report_only(options: JudgeCheckOptions, fmt: PairFormat, results: ResultsDir) -> int:
+    """The report over what OUT holds, with this run's report settings; no model call."""
+    session = _Session(options, fmt, results)
+    results.repair()
+    session.judged, failures = results.load()
+    session.counts.input_errors = sum(f.stage == "input" for f in failures)
+    session.counts.failed_pairs = sum(f.stage != "input" for f in failures)
+    previous = results.read_report() or {}
+    session.counts.filtered_out = int((previous.get("counts") or {}).get("filtered_out") or 0)
+    report = session.report(str(previous.get("status") or "finished"), plots=options.plots)
+    if not options.quiet:
+        reporter = make_reporter(quiet=False, log_format=options.log_format, title=TITLE)
+        reporter.finish(PairCounters(), dict(summary_rows(report)))
+    return EXIT_OK
 
 
 def has_judge_error(result: PairResult) -> bool:

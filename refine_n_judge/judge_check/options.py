@@ -44,6 +44,7 @@ class JudgeCheckOptions(BaseModel):
     cache: Path | None = None
     force: bool = False
     retry_errors: bool = False
+    report_only: bool = False
     target_precision: float | None = Field(default=None, gt=0, le=1)
     plots: bool = True
     quiet: bool = False
@@ -149,6 +150,12 @@ def add_judge_check_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="resume even though the settings differ from the directory's report.json",
     )
+    run.add_argument(
+        "--report-only",
+        action="store_true",
+        help="call no model: rebuild the report from the judgments in OUT (e.g. with another "
+        "--target-precision)",
+    )
     run.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress and no summary")
     run.add_argument(
@@ -180,6 +187,7 @@ def judge_check_options_from_args(args: argparse.Namespace) -> JudgeCheckOptions
             cache=None if args.cache is None else Path(args.cache or args.out / "llm_cache.sqlite"),
             force=args.force,
             retry_errors=args.retry_errors,
+            report_only=args.report_only,
             target_precision=args.target_precision,
             plots=not args.no_plots,
             quiet=args.quiet,

@@ -87,6 +87,13 @@ def test_a_full_run_writes_the_report_and_the_cache_halves_the_calls(
     text = (out / "report.md").read_text()
     assert "| worse accepted (false accepts) | 0.0% (0/3) |" in text
     assert (out / "reliability.png").stat().st_size > 1000
+    # another target precision from the recorded judgments: no model call
+    before = len(server.requests)
+    assert run(pairs, out, server.base_url, "--report-only", "--target-precision", "0.5") == 0
+    assert len(server.requests) == before
+    again = json.loads((out / "report.json").read_text())
+    assert again["metrics"] == report["metrics"]
+    assert again["settings"]["target_precision"] == 0.5
 
 
 def test_resume_judges_only_what_is_missing(tmp_path: Path, server: FakeOpenAIServer) -> None:
