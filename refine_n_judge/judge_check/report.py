@@ -17,6 +17,7 @@ from refine_n_judge.judge_check.calibration import (
     Calibration,
     LengthRule,
     calibrations,
+    judge_models,
     length_rules,
     min_gain,
 )
@@ -70,14 +71,7 @@ def build_report(
         pairs_file=pairs_file,
         pair_format=pair_format,
         settings=settings,
-        judges=sorted(
-            {
-                c.judge_model
-                for r in results
-                for d in (r.a_refines_b, r.b_refines_a)
-                for c in d.judgments
-            }
-        ),
+        judges=judge_models(results),
         counts=counts,
         metrics=compute_metrics(results),
         calibrations=found,
@@ -95,13 +89,9 @@ def _pct(value: Rate | None) -> str:
 
 
 def _num(value: float | None, digits: int = 3) -> str:
-    return (
-        "-"
-        if value is None
-        else f"{value:.{digits}g}"
-        if abs(value) >= 1000
-        else f"{value:.{digits}f}".rstrip("0").rstrip(".")
-    )
+    if value is None:
+        return "-"
+    return f"{value:.{digits}f}".rstrip("0").rstrip(".")
 
 
 def summary_rows(report: JudgeCheckReport) -> list[tuple[str, str]]:
