@@ -203,7 +203,8 @@ def _report_only(options: JudgeCheckOptions, fmt: PairFormat, results: ResultsDi
     session.counts.input_errors = sum(f.stage == "input" for f in failures)
     session.counts.failed_pairs = sum(f.stage != "input" for f in failures)
     previous = results.read_report() or {}
-    session.counts.filtered_out = int((previous.get("counts") or {}).get("filtered_out") or 0)
+    earlier = RunCounts.model_validate(previous.get("counts") or {})
+    session.counts.filtered_out, session.counts.cache = earlier.filtered_out, earlier.cache
     report = session.report(str(previous.get("status") or "finished"), plots=options.plots)
     if not options.quiet:
         reporter = make_reporter(quiet=False, log_format=options.log_format, title=TITLE)
