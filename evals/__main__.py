@@ -4,6 +4,7 @@
     python -m evals consistency    [options]   # paper 5.4
     python -m evals judge-ablation [options]   # paper 5.2, figures 3 and 5
     python -m evals baselines      [options]   # paper 5.1, table 2
+    python -m evals judge-check --dataset PAIRS  # the judge vs people's labels
     python -m evals report DIR                 # results.md and PNG plots for DIR
 
 Each experiment runs on every `--dataset` (default: the three shipped noisy sets) and writes
@@ -116,7 +117,10 @@ async def _run(args: argparse.Namespace, argv: Sequence[str]) -> list[RunSummary
             budget=args.budget, repeats=args.repeats, n=args.n, seed=args.seed, matrix=args.matrix
         ),
     )
-    datasets = [load_dataset(d, limit=args.limit) for d in args.dataset or list(SHIPPED)]
+    if experiment.load_dataset is not None and not args.dataset:
+        raise DatasetError(f"{experiment.name} needs --dataset (a file of labelled pairs)")
+    load = experiment.load_dataset or load_dataset
+    datasets = [load(d, limit=args.limit) for d in args.dataset or list(SHIPPED)]
     _check_models(setup)
     if _judged(experiment.name, datasets) and not setup.independent_eval_judge:
         print(
@@ -153,7 +157,7 @@ def _check_models(setup: EvalSetup) -> None:
 
 def _judged(experiment: str, datasets: list[Dataset]) -> bool:
     """Whether an evaluation judge other than the pipeline's should grade this run."""
-    if experiment == "consistency":  # re-judging by the pipeline's own judge is the point
+    if experiment in ("consistency", "judge-check"):  # no evaluation judge: the pipeline's
         return False
     if experiment == "noisy":
         return any(

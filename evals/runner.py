@@ -55,6 +55,8 @@ class Experiment:
     pipelines: Callable[[EvalSetup], dict[str, Pipeline]]
     evaluators: Callable[[EvalSetup, Dataset, EvalJudge], list[Callable[..., Any]]]
     metrics: Callable[[list[ResultRow], Dataset], tuple[dict[str, Any], Headline | None]]
+    load_dataset: Callable[..., Any] | None = None
+    """How `--dataset` is read, when not as an evaluation dataset (`evals.datasets`)."""
 
 
 class OfflineError(ConnectionError):

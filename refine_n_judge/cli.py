@@ -48,6 +48,22 @@ def _run_curate(args: argparse.Namespace) -> int:
     return curate(options_from_args(args))
 
 
+# --------------------------------------------------------------------------- judge-check
+
+
+def _add_judge_check_arguments(parser: argparse.ArgumentParser) -> None:
+    from refine_n_judge.judge_check.options import add_judge_check_arguments
+
+    add_judge_check_arguments(parser)
+
+
+def _run_judge_check(args: argparse.Namespace) -> int:
+    from refine_n_judge.judge_check import judge_check
+    from refine_n_judge.judge_check.options import judge_check_options_from_args
+
+    return judge_check(judge_check_options_from_args(args))
+
+
 # --------------------------------------------------------------------------- serve-model
 
 
@@ -132,6 +148,12 @@ SUBCOMMANDS: list[Subcommand] = [
         "run Refine-n-Judge over a dataset: chains, SFT rows, DPO pairs, failures, run report",
         _add_curate_arguments,
         _run_curate,
+    ),
+    Subcommand(
+        "judge-check",
+        "measure the judge on labelled answer pairs as the loop uses it; calibrate its margin",
+        _add_judge_check_arguments,
+        _run_judge_check,
     ),
     Subcommand(
         "serve-model",

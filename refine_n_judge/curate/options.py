@@ -165,11 +165,7 @@ def add_curate_arguments(parser: argparse.ArgumentParser) -> None:
     )
     data.add_argument("--limit", type=int, help="process at most this many new items")
 
-    models = parser.add_argument_group(
-        "models and loop (the graph's Context; API keys only from the environment)"
-    )
-    for name, info in Context.model_fields.items():
-        _add_context_flag(models, name, info.description or "")
+    add_context_arguments(parser)
 
     run = parser.add_argument_group("run")
     run.add_argument(
@@ -249,6 +245,35 @@ def _add_ray_arguments(parser: argparse.ArgumentParser) -> None:
     ray.add_argument("--blocks", type=int, help="blocks the input is split into (default: auto)")
 
 
+def add_context_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per field of the graph's `Context` (shared by every command that runs it)."""
+    models = parser.add_argument_group(
+        "models and loop (the graph's Context; API keys only from the environment)"
+    )
+    for name, info in Context.model_fields.items():
+        _add_context_flag(models, name, info.description or "")
+
+
+def context_from_args(args: argparse.Namespace) -> Context:
+    """The `Context` the flags of `add_context_arguments` give (defaults where not given).
+
+    Raises:
+        SettingsError: a flag has a value the Context refuses; the message names the flag.
+    """
+    values: dict[str, Any] = {}
+    for name in Context.model_fields:
+        value = getattr(args, f"ctx_{name}", None)
+        if value is None:
+            continue
+        if name == "criteria":
+            value = [c for c in (part.strip() for part in value.split(",")) if c]
+        values[name] = None if value is _EXPLICIT_NONE else value
+    try:
+        return Context(**values)
+    except ValidationError as exc:
+        raise SettingsError(describe_validation_error(exc)) from exc
+
+
 def _add_context_flag(group: argparse._ArgumentGroup, name: str, description: str) -> None:
     flag = flag_of(name)
     help_text = description.replace("%", "%%")
@@ -312,17 +337,9 @@ def options_from_args(args: argparse.Namespace) -> CurateOptions:
     Raises:
         SettingsError: a flag has a value the settings refuse; the message names the flag.
     """
-    context_values: dict[str, Any] = {}
-    for name in Context.model_fields:
-        value = getattr(args, f"ctx_{name}", None)
-        if value is None:
-            continue
-        if name == "criteria":
-            value = [c for c in (part.strip() for part in value.split(",")) if c]
-        context_values[name] = None if value is _EXPLICIT_NONE else value
+    context = context_from_args(args)
     fields = {name: getattr(args, f"{name}_field") for name in FieldMap.model_fields}
     try:
-        context = Context(**context_values)
         return CurateOptions(
             inputs=args.inputs,
             out=args.out,

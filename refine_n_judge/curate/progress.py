@@ -21,6 +21,7 @@ from refine_n_judge.curate.errors import InputRowError
 MAX_PRINTED_INPUT_ERRORS = 20
 PLAIN_INTERVAL_SECONDS = 10.0
 JSON_PROGRESS_INTERVAL_SECONDS = 10.0
+DEFAULT_TITLE = "refine-n-judge curate"
 
 
 @dataclass
@@ -188,8 +189,9 @@ class JsonLogReporter:
 class PlainReporter:
     """Plain lines on stderr: notes, the first input errors, progress every 10 s."""
 
-    def __init__(self, stream: TextIO | None = None) -> None:
+    def __init__(self, stream: TextIO | None = None, *, title: str = DEFAULT_TITLE) -> None:
         self.stream = stream or sys.stderr
+        self.title = title
         self._printed_errors = 0
         self._last = time.monotonic()
 
@@ -223,14 +225,14 @@ class PlainReporter:
 
     def finish(self, counters: Counters, summary: dict[str, Any]) -> None:
         self._print(counters.line())
-        print_summary(summary, None)
+        print_summary(summary, None, title=self.title)
 
 
 class RichReporter(PlainReporter):
     """A live progress bar on the terminal, and a summary table at the end."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, *, title: str = DEFAULT_TITLE) -> None:
+        super().__init__(title=title)
         from rich.console import Console
         from rich.progress import (
             BarColumn,
@@ -280,10 +282,10 @@ class RichReporter(PlainReporter):
                 self.task, completed=counters.completed, description=counters.line(with_done=False)
             )
         self.progress.stop()
-        print_summary(summary, self.console)
+        print_summary(summary, self.console, title=self.title)
 
 
-def make_reporter(*, quiet: bool, log_format: str) -> Reporter:
+def make_reporter(*, quiet: bool, log_format: str, title: str = DEFAULT_TITLE) -> Reporter:
     """The reporter for these flags (rich only on a terminal and when installed)."""
     if quiet:
         return QuietReporter()
@@ -291,19 +293,19 @@ def make_reporter(*, quiet: bool, log_format: str) -> Reporter:
         return JsonLogReporter()
     if sys.stderr.isatty():
         try:
-            return RichReporter()
+            return RichReporter(title=title)
         except ImportError:
             pass
-    return PlainReporter()
+    return PlainReporter(title=title)
 
 
-def print_summary(summary: dict[str, Any], console: Any) -> None:
+def print_summary(summary: dict[str, Any], console: Any, *, title: str = DEFAULT_TITLE) -> None:
     """The end-of-run table (rich when a console is given, plain text otherwise)."""
     rows: list[tuple[str, str]] = [(str(k), _cell(v)) for k, v in summary.items()]
     if console is not None:
         from rich.table import Table
 
-        table = Table(title="refine-n-judge curate", show_header=False)
+        table = Table(title=title, show_header=False)
         table.add_column("what", style="bold")
         table.add_column("value")
         for key, value in rows:
