@@ -74,6 +74,21 @@ def check_endpoint(options: CurateOptions) -> CurateOptions:
     return options
 
 
+def probe_endpoint(base_url: str, flag: str) -> list[str] | None:
+    """The same first request for a command with no model names to probe (judge-check):
+    the endpoint answers `GET /models` with the run's key; the ids it lists, if any.
+
+    Raises:
+        SettingsError: as `check_endpoint`.
+    """
+    from refine_n_judge.settings import endpoint_api_key
+
+    endpoint = Endpoint(base_url, endpoint_api_key(), flag)
+    check_base_url(base_url, flag)
+    with httpx.Client(timeout=PREFLIGHT_TIMEOUT_SECONDS, headers=_headers(endpoint)) as client:
+        return _list_models(client, endpoint)
+
+
 def _headers(endpoint: Endpoint) -> dict[str, str]:
     return {"Authorization": f"Bearer {endpoint.api_key or 'not-needed'}"}
 

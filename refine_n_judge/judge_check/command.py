@@ -14,11 +14,11 @@ from nodes.models import ModelProvider
 from refine_n_judge.curate.cache import CountingSQLiteCache, install_cache, uninstall_cache
 from refine_n_judge.curate.checks import (
     check_models,
-    preflight,
     settings_differences,
     start_embedded_model,
 )
 from refine_n_judge.curate.command import make_rate_limiter
+from refine_n_judge.curate.endpoint_check import probe_endpoint
 from refine_n_judge.curate.errors import SettingsMismatchError
 from refine_n_judge.curate.event_loop import run_until_done_or_stopped
 from refine_n_judge.curate.progress import Reporter, make_reporter
@@ -94,7 +94,9 @@ def judge_check(options: JudgeCheckOptions, reporter: Reporter | None = None) ->
         return _report_only(options, fmt, results)
     endpoint = _endpoint(options)
     if endpoint is not None:
-        preflight(endpoint)
+        probe_endpoint(
+            endpoint, "--base-url" if options.context.base_url else "REFINE_N_JUDGE_BASE_URL"
+        )
     embedded = _embedded(options)
     if embedded:
         start_embedded_model()
