@@ -21,6 +21,7 @@ DEFAULT_CRITERIA: tuple[str, ...] = (
 JudgeScoring = Literal["auto", "pairwise", "pointwise"]
 PointwiseAspect = Literal["overall", "per_criterion"]
 VoteTrigger = Literal["always", "low_confidence"]
+JudgeCallOrder = Literal["auto", "concurrent", "sequential"]
 StructuredOutputMethod = Literal["auto", "prompt", "json_mode", "function_calling", "json_schema"]
 AlternateTrigger = Literal["rejection", "rejection_or_low_confidence"]
 
@@ -117,6 +118,15 @@ class Context(BaseModel):
         description=(
             "Ask OpenAI-compatible judges for token logprobs, giving pairwise verdicts a "
             "probability and pointwise scores an expectation."
+        ),
+    )
+    judge_call_order: JudgeCallOrder = Field(
+        default="auto",
+        description=(
+            "How a pairwise judge's two position-swapped calls go out: `concurrent` (one "
+            "round-trip) or `sequential` (for an endpoint that answers one request at a time, "
+            "where the second call would wait in its queue and count against "
+            "`request_timeout`). `auto`: sequential on the embedded model, concurrent elsewhere."
         ),
     )
     vote_trigger: VoteTrigger = Field(

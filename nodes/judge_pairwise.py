@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 from typing import Any
 
@@ -164,20 +165,30 @@ def verdict_of_pair(judge: NamedModel, calls: list[JudgeCall]) -> Verdict:
     )
 
 
+def calls_in_sequence(judge: NamedModel, ctx: Context) -> bool:
+    """True when the two orderings go out one after the other (`judge_call_order`)."""
+    if ctx.judge_call_order != "auto":
+        return ctx.judge_call_order == "sequential"
+    from refine_n_judge.embedded import MODEL_ALIAS  # the method names it until issue 12
+
+    return judge.name == MODEL_ALIAS  # llama.cpp's server computes one request at a time
+
+
 async def judge_pairwise(
     judge: NamedModel, state: ChainState, ctx: Context, previous: Answer, candidate: Answer
 ) -> tuple[Verdict, list[JudgeCall], TokenUsage]:
-    """Both orderings at once, and the verdict they give."""
-    import asyncio
+    """Both orderings (at once, unless the endpoint takes one request at a time), and the
+    verdict they give."""
 
-    results = await asyncio.gather(
-        *(
-            judge_pairwise_once(
-                judge, state, ctx, previous=previous, candidate=candidate, position=position
-            )
-            for position in POSITIONS
+    def once(position: Position) -> Any:
+        return judge_pairwise_once(
+            judge, state, ctx, previous=previous, candidate=candidate, position=position
         )
-    )
+
+    if calls_in_sequence(judge, ctx):
+        results = [await once(position) for position in POSITIONS]
+    else:
+        results = list(await asyncio.gather(*(once(position) for position in POSITIONS)))
     calls = [call for call, _ in results]
     usage = sum((u for _, u in results), TokenUsage())
     return verdict_of_pair(judge, calls), calls, usage

@@ -275,7 +275,8 @@ def test_joins_spreads_and_survives_a_lost_node(two_nodes: TwoNodes, tmp_path: P
     for i, first in enumerate(stamps):
         for j in range(i + 1, len(stamps)):
             assert j - i + 1 <= RPS + RPS * (stamps[j] - first) + RPS / 2, (i, j)
-    assert 0 < most_in_flight <= ACTORS * IN_FLIGHT
+    # Each item in flight has at most two calls out: the judge's swapped pair goes together.
+    assert 0 < most_in_flight <= ACTORS * IN_FLIGHT * 2
 
 
 def test_driver_killed_then_rerun_as_a_job(two_nodes: TwoNodes, tmp_path: Path) -> None:
