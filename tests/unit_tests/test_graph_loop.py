@@ -271,7 +271,14 @@ def test_refiner_failure_keeps_the_chain_and_records_why() -> None:
     assert "TimeoutError: upstream timed out" in state.failures[-1].reason
 
 
-def test_the_swapped_judge_calls_run_concurrently() -> None:
+@pytest.mark.parametrize(
+    ("order", "overlap"), [("auto", True), ("concurrent", True), ("sequential", False)]
+)
+def test_the_swapped_judge_calls_run_concurrently_unless_told_otherwise(
+    order: str, overlap: bool
+) -> None:
+    """One round-trip per judge by default; `judge_call_order="sequential"` (a one-slot
+    endpoint such as the embedded llama.cpp server) sends the second after the first."""
     spans: list[tuple[float, float]] = []
     base = versioned_handler(stop_at=0)
 
@@ -283,12 +290,10 @@ def test_the_swapped_judge_calls_run_concurrently() -> None:
                 spans.append((start, time.monotonic()))
             return result
 
-    model = Timed(handler=base, delay=0.2)
-    state = run(model)
+    state = run(Timed(handler=base, delay=0.2), {"judge_call_order": order})
     assert state.stop_reason == "rejected"
     (_start_1, end_1), (start_2, _end_2) = sorted(spans)
-    # the second call started before the first one finished: one round-trip, not two
-    assert start_2 < end_1
+    assert (start_2 < end_1) is overlap
 
 
 def test_model_names_are_recorded_per_answer_and_judge() -> None:

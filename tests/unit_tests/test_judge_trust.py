@@ -3,8 +3,6 @@ never become it, and every judge setting holds on every call."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from pydantic import Field
 
@@ -179,24 +177,3 @@ def test_the_judge_sees_the_refinement_and_not_tags_from_it() -> None:
 
     run(ScriptedChatModel(handler=handler))
     assert all(p.count("</answer_B>") == 1 for p in prompts)
-
-
-@pytest.mark.parametrize(
-    ("order", "overlap"), [("sequential", False), ("concurrent", True), ("auto", True)]
-)
-def test_judge_call_order(order: str, overlap: bool) -> None:
-    """`sequential` sends the second ordering after the first returns (a one-slot endpoint
-    such as the embedded llama.cpp server); `auto` is concurrent for any other model."""
-    spans: list[tuple[float, float]] = []
-
-    class Timed(ScriptedChatModel):
-        async def _agenerate(self, messages, stop=None, run_manager=None, **kwargs):  # type: ignore[no-untyped-def]
-            start = time.monotonic()
-            result = await super()._agenerate(messages, stop, run_manager, **kwargs)
-            if "evaluating two answers" in str(messages[-1].content):
-                spans.append((start, time.monotonic()))
-            return result
-
-    run(Timed(handler=versioned_handler(stop_at=0), delay=0.2), {"judge_call_order": order})
-    (_, end_1), (start_2, _) = sorted(spans)
-    assert (start_2 < end_1) is overlap
