@@ -32,7 +32,7 @@ from typing import Any
 import orjson
 from starlette.testclient import TestClient
 
-from graph.state import ChainState
+from nodes.state import ChainState
 from refine_n_judge.view.app import create_app
 
 WORDS = ["the", "answer", "explains", "each", "step", "with", "care", "and", "an", "example"]

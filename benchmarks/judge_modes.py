@@ -24,11 +24,11 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from graph.context import Context
-from graph.state import Answer, ChainState
+from nodes.context import Context
 from nodes.judge_pairwise import judge_pairwise
 from nodes.judge_pointwise import judge_pointwise
 from nodes.models import build_chat_model
+from nodes.state import Answer, ChainState
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -151,7 +151,7 @@ def main() -> None:
         if args.base_url:
             base_url, model = args.base_url, args.model
         else:
-            from refine_n_judge.embedded import MODEL_ALIAS, EmbeddedServer
+            from endpoints.embedded import MODEL_ALIAS, EmbeddedServer
 
             server = stack.enter_context(EmbeddedServer())
             base_url, model = server.base_url, MODEL_ALIAS

@@ -33,7 +33,7 @@ from evals.records import RunSummary
 from evals.report import write_report
 from evals.runner import run_experiment
 from evals.setup import EvalSetup, ExperimentOptions
-from graph.context import Context
+from nodes.context import Context
 from nodes.models import ModelConfigError, build_chat_model
 
 DEFAULT_OUT = Path("evals/results")
@@ -202,7 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     finally:
-        from refine_n_judge.settings import stop_embedded_server
+        from endpoints.settings import stop_embedded_server
 
         stop_embedded_server()
     print(f"report: python -m evals report {args.out}")

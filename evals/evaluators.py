@@ -16,11 +16,11 @@ import unicodedata
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from endpoints.tokens import count_tokens
 from evals.judging import Comparison, EvalJudge, item_state
-from graph.state import Answer, ChainState, JudgeCall
 from nodes.decision import same_text
 from nodes.judge_pairwise import POSITIONS
-from refine_n_judge.tokens import count_tokens
+from nodes.state import Answer, ChainState, JudgeCall
 
 RNJ = "refine_n_judge"
 Results = dict[str, list[dict[str, Any]]]

@@ -15,13 +15,13 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from graph.context import Context
-from graph.state import Answer, ChainState, JudgeCall, JudgeMode, Outcome, Position, TokenUsage
+from nodes.context import Context
 from nodes.decision import same_text
 from nodes.judge import judge_with, scoring_mode
 from nodes.judge_pairwise import judge_pairwise_once
 from nodes.judge_pointwise import SCALE, judge_pointwise
 from nodes.models import NamedModel
+from nodes.state import Answer, ChainState, JudgeCall, JudgeMode, Outcome, Position, TokenUsage
 
 WIN_SCORE: dict[str, float] = {"refined": 1.0, "previous": 0.0, "inconsistent": 0.5, "tie": 0.5}
 """Score of the answer under test per outcome: a win, a loss, or a draw (a tie, or the

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from graph.state import ChainState
+from nodes.state import ChainState
 
 RESULTS_FILE = "results.jsonl"
 SUMMARY_FILE = "summary.json"

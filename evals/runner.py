@@ -39,7 +39,7 @@ from evals.records import (
     RunSummary,
 )
 from evals.setup import EvalSetup, Pipeline
-from graph.state import ChainState, TokenUsage
+from nodes.state import ChainState, TokenUsage
 from refine_n_judge.judge_health import judge_health
 
 Progress = Callable[[str], None]

@@ -13,9 +13,9 @@ from pydantic import BaseModel, Field
 from evals.judging import EvalJudge
 from graph.baselines import build_best_of_n, build_refine_only, build_zero_shot
 from graph.builder import build_graph
-from graph.context import Context
-from graph.state import ChainState
+from nodes.context import Context
 from nodes.models import ModelProvider, NamedModel, build_chat_model, model_display_name
+from nodes.state import ChainState
 
 Pipeline = Callable[[dict[str, Any]], Awaitable[ChainState]]
 """inputs (`id`, `question`, `answer`) -> the pipeline's final state."""

@@ -31,14 +31,14 @@ from langgraph.runtime import Runtime
 from pydantic import Field
 
 from graph.builder import refinement_prelude
-from graph.context import Context
-from graph.state import Answer, ChainState, InputState, merge_usage
 from graph.sync_bridge import sync_and_async_node, sync_router
 from nodes.common import context_of
+from nodes.context import Context
 from nodes.initial_answer import write_initial_answer
 from nodes.judge import judge
 from nodes.models import ModelProvider
 from nodes.route import fits_budget
+from nodes.state import Answer, ChainState, InputState, merge_usage
 
 
 def _budget(iterations: int | None, ctx: Context) -> int:

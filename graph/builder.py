@@ -21,9 +21,8 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
-from graph.context import Context
-from graph.state import ChainState, InputState, LoopState
 from graph.sync_bridge import sync_and_async_node, sync_router
+from nodes.context import Context
 from nodes.feedback import feedback
 from nodes.initial_answer import initial_answer
 from nodes.judge import judge
@@ -37,6 +36,7 @@ from nodes.route import (
     finish,
     out_of_steps,
 )
+from nodes.state import ChainState, InputState, LoopState
 
 GRAPH_NAME = "refine_n_judge"
 

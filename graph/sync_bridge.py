@@ -27,7 +27,7 @@ from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.runnables.config import set_config_context
 from langgraph.runtime import Runtime, get_runtime
 
-from graph.state import plain_update
+from nodes.state import plain_update
 
 T = TypeVar("T")
 
@@ -97,7 +97,7 @@ def _runtime(config: RunnableConfig | None) -> Runtime[Any] | None:
 class GraphNode(Runnable[Any, Any]):
     """A graph node: `afunc(state, runtime, **bound)` awaited, or run to completion from
     a sync `invoke` on the background loop; its update goes to the channels as plain data
-    (`graph.state.plain_update`)."""
+    (`nodes.state.plain_update`)."""
 
     def __init__(
         self, afunc: Callable[..., Coroutine[Any, Any, Any]], name: str, **bound: Any

@@ -16,10 +16,11 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.runnables import Runnable, RunnableConfig
 from pydantic import BaseModel, ValidationError
 
-from graph.context import Context
-from graph.state import Failure, TokenUsage
+from endpoints import count_message_tokens, count_tokens
+from nodes.context import Context
 from nodes.models import NamedModel
 from nodes.parsing import ReplyParseError, parse_reply
+from nodes.state import Failure, TokenUsage
 from prompts import load_prompt
 
 T = TypeVar("T", bound=BaseModel)
@@ -217,8 +218,6 @@ def usage_of(message: AIMessage, prompt: Sequence[BaseMessage], model_name: str)
             input_tokens=int(reported.get("input_tokens", 0)),
             output_tokens=int(reported.get("output_tokens", 0)),
         )
-    from refine_n_judge.tokens import count_message_tokens, count_tokens
-
     text = message_text(message) or _tool_args_text(message)
     return TokenUsage(
         calls=1,

@@ -7,8 +7,8 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import Runtime
 
-from graph.context import Context
-from graph.state import ChainState, TokenUsage, UsageTable
+from nodes.context import Context
+from nodes.state import ChainState, TokenUsage, UsageTable
 from prompts import load_prompt, quote_data
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
-from graph.state import CallWinner, Decision, Outcome, Role, StopReason, Verdict
+from nodes.state import CallWinner, Decision, Outcome, Role, StopReason, Verdict
 
 # When a rejection has several reasons, the one reported is the first of these present.
 _REJECTION_ORDER: tuple[Outcome, ...] = ("previous", "inconsistent", "tie", "error")

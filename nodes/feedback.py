@@ -7,8 +7,6 @@ from typing import Any
 from langchain_core.messages import HumanMessage
 from langgraph.runtime import Runtime
 
-from graph.context import Context
-from graph.state import ChainState
 from nodes.calls import call_text
 from nodes.common import (
     call_config,
@@ -17,7 +15,9 @@ from nodes.common import (
     reference_block,
     usage_update,
 )
+from nodes.context import Context
 from nodes.models import ModelProvider
+from nodes.state import ChainState
 from prompts import criteria_list, load_prompt, quote_data
 
 

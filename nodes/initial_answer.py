@@ -8,11 +8,11 @@ from langchain_core.messages import HumanMessage
 from langgraph.runtime import Runtime
 from langgraph.types import Overwrite
 
-from graph.context import Context
-from graph.state import Answer, ChainState
 from nodes.calls import call_text
 from nodes.common import call_config, context_of, conversation_block, usage_update
+from nodes.context import Context
 from nodes.models import ModelProvider
+from nodes.state import Answer, ChainState
 from prompts import load_prompt, quote_data
 
 INPUT_MODEL = "input"

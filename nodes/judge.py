@@ -13,8 +13,13 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from graph.context import Context
-from graph.state import (
+from nodes.common import context_of
+from nodes.context import Context
+from nodes.decision import decide, identical_decision, same_text
+from nodes.judge_pairwise import judge_pairwise
+from nodes.judge_pointwise import judge_pointwise
+from nodes.models import ModelProvider, NamedModel
+from nodes.state import (
     Answer,
     ChainState,
     Decision,
@@ -25,22 +30,15 @@ from graph.state import (
     UsageTable,
     Verdict,
 )
-from nodes.common import context_of
-from nodes.decision import decide, identical_decision, same_text
-from nodes.judge_pairwise import judge_pairwise
-from nodes.judge_pointwise import judge_pointwise
-from nodes.models import ModelProvider, NamedModel
 
 Judged = tuple[Verdict, list[JudgeCall], TokenUsage]
 
 
 def scoring_mode(judge: NamedModel, ctx: Context) -> JudgeMode:
-    """The judge's mode: as configured, or for `auto` pointwise on the embedded model."""
+    """The judge's mode: as configured, or for `auto` pointwise on a small local judge."""
     if ctx.judge_scoring != "auto":
         return ctx.judge_scoring
-    from refine_n_judge.embedded import MODEL_ALIAS
-
-    return "pointwise" if judge.name == MODEL_ALIAS else "pairwise"
+    return "pointwise" if judge.traits.small_local_judge else "pairwise"
 
 
 async def judge_with(

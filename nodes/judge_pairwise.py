@@ -9,13 +9,13 @@ from typing import Any
 from langchain_core.messages import HumanMessage
 from langchain_core.runnables import RunnableLambda
 
-from graph.context import Context
-from graph.state import Answer, ChainState, JudgeCall, Position, TokenUsage, Verdict
 from nodes.calls import call_json
 from nodes.common import call_config, conversation_block, reference_block
+from nodes.context import Context
 from nodes.decision import pair_outcome
 from nodes.models import NamedModel
 from nodes.schemas import PairwiseJudgeReply
+from nodes.state import Answer, ChainState, JudgeCall, Position, TokenUsage, Verdict
 from prompts import criteria_list, load_prompt, quote_data
 
 POSITIONS: tuple[Position, Position] = ("refined_first", "refined_second")
@@ -169,9 +169,7 @@ def calls_in_sequence(judge: NamedModel, ctx: Context) -> bool:
     """True when the two orderings go out one after the other (`judge_call_order`)."""
     if ctx.judge_call_order != "auto":
         return ctx.judge_call_order == "sequential"
-    from refine_n_judge.embedded import MODEL_ALIAS  # the method names it until issue 12
-
-    return judge.name == MODEL_ALIAS  # llama.cpp's server computes one request at a time
+    return judge.traits.one_request_at_a_time
 
 
 async def judge_pairwise(

@@ -18,12 +18,12 @@ from typing import Any
 from langchain_core.messages import HumanMessage
 from langchain_core.runnables import RunnableLambda
 
-from graph.context import Context
-from graph.state import Answer, ChainState, JudgeCall, ScoreSource, TokenUsage, Verdict
 from nodes.calls import call_text
 from nodes.common import call_config, conversation_block, reference_block
+from nodes.context import Context
 from nodes.models import NamedModel
 from nodes.parsing import ReplyParseError
+from nodes.state import Answer, ChainState, JudgeCall, ScoreSource, TokenUsage, Verdict
 from prompts import criteria_list, load_prompt, quote_data
 
 SCALE = (1, 9)

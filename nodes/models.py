@@ -14,8 +14,11 @@ from dataclasses import dataclass, field
 from langchain.chat_models import init_chat_model
 from langchain_core.language_models import BaseChatModel
 from langchain_core.rate_limiters import BaseRateLimiter
+from langchain_openai import ChatOpenAI
+from langchain_openai.chat_models.base import BaseChatOpenAI
 
-from graph.context import Context
+from endpoints import ModelTraits, default_endpoint, endpoint_api_key, model_traits
+from nodes.context import Context
 
 CLIENT_MAX_RETRIES = 3
 """Retries the HTTP client itself makes on 429/5xx/timeouts, with its own backoff."""
@@ -35,11 +38,12 @@ class NamedModel:
     @property
     def is_openai_compatible(self) -> bool:
         """True for ChatOpenAI and its subclasses (json mode and logprobs are available)."""
-        try:
-            from langchain_openai.chat_models.base import BaseChatOpenAI
-        except ImportError:  # pragma: no cover
-            return False
         return isinstance(self.model, BaseChatOpenAI)
+
+    @property
+    def traits(self) -> ModelTraits:
+        """What the endpoint serving this model is known to be (small, one request at a time)."""
+        return model_traits(self.name)
 
 
 def model_display_name(model: BaseChatModel) -> str:
@@ -144,8 +148,6 @@ def build_chat_model(
     - None: the default model from the settings (env vars; the embedded model otherwise).
     """
     if name is None:
-        from refine_n_judge.settings import default_endpoint
-
         endpoint = default_endpoint()
         name, base_url = endpoint.model, endpoint.base_url
         if base_url is not None:
@@ -203,10 +205,6 @@ def _openai_compatible(
     timeout: float,
     rate_limiter: BaseRateLimiter | None,
 ) -> NamedModel:
-    from langchain_openai import ChatOpenAI
-
-    from refine_n_judge.settings import endpoint_api_key
-
     model = ChatOpenAI(
         model=name,
         base_url=base_url,

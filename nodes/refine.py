@@ -7,12 +7,12 @@ from typing import Any
 from langchain_core.messages import HumanMessage
 from langgraph.runtime import Runtime
 
-from graph.context import Context
-from graph.state import Answer, ChainState, Role
 from nodes.calls import call_json
 from nodes.common import call_config, context_of, conversation_block, usage_update
+from nodes.context import Context
 from nodes.models import ModelProvider, NamedModel
 from nodes.schemas import RefineReply
+from nodes.state import Answer, ChainState, Role
 from prompts import criteria_list, load_prompt, quote_data
 
 

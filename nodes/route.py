@@ -12,11 +12,11 @@ from typing import Any, Literal
 
 from langgraph.runtime import Runtime
 
-from graph.context import Context
-from graph.state import ChainState, LoopState
 from nodes.common import context_of
+from nodes.context import Context
 from nodes.decision import stop_reason_for
 from nodes.models import ModelProvider
+from nodes.state import ChainState, LoopState
 
 # Nodes still to run, counting the one that ends the chain, from the start of each.
 STEPS_FROM = {"feedback": 4, "refine": 3, "alternate_refine": 3, "judge": 2}

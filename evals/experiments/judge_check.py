@@ -24,8 +24,8 @@ from evals.judging import EvalJudge
 from evals.records import Headline, ResultRow
 from evals.runner import Experiment
 from evals.setup import EvalSetup, Pipeline
-from graph.state import ChainState
 from nodes.models import ModelProvider
+from nodes.state import ChainState
 from refine_n_judge.curate.errors import InputRowError, SettingsError
 from refine_n_judge.judge_check.calibration import calibrations
 from refine_n_judge.judge_check.metrics import compute_metrics

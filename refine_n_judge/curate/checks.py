@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from graph.context import Context
+from nodes.context import Context
 from refine_n_judge.curate.errors import SettingsError, SettingsMismatchError
 from refine_n_judge.curate.options import CurateOptions, redact_url
 from refine_n_judge.curate.outputs import OutputDir
@@ -103,8 +103,8 @@ def needs_embedded_model(options: CurateOptions) -> bool:
 
 def start_embedded_model() -> None:
     """Start the embedded server now, so a missing install fails before the run."""
-    from refine_n_judge.embedded import EmbeddedModelError
-    from refine_n_judge.settings import embedded_server
+    from endpoints.embedded import EmbeddedModelError
+    from endpoints.settings import embedded_server
 
     try:
         embedded_server()

@@ -167,7 +167,7 @@ def curate(options: CurateOptions, reporter: Reporter | None = None) -> int:
             return _run(options, files, outputs, prices, previous, reporter, concurrency, changed)
         finally:
             if embedded:
-                from refine_n_judge.settings import stop_embedded_server
+                from endpoints.settings import stop_embedded_server
 
                 stop_embedded_server()
 

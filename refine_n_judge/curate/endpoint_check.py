@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from graph.context import Context
+from nodes.context import Context
 from refine_n_judge.curate.checks import check_base_url
 from refine_n_judge.curate.errors import SettingsError
 from refine_n_judge.curate.options import CurateOptions, redact_url
@@ -38,7 +38,7 @@ class Endpoint:
 
 def endpoint_of(options: CurateOptions) -> Endpoint | None:
     """The base URL the run will call, when it is one (a provider's API is not probed)."""
-    from refine_n_judge.settings import Settings, endpoint_api_key
+    from endpoints.settings import Settings, endpoint_api_key
 
     if options.context.base_url:
         return Endpoint(options.context.base_url, endpoint_api_key(), "--base-url")
@@ -81,7 +81,7 @@ def probe_endpoint(base_url: str, flag: str) -> list[str] | None:
     Raises:
         SettingsError: as `check_endpoint`.
     """
-    from refine_n_judge.settings import endpoint_api_key
+    from endpoints.settings import endpoint_api_key
 
     endpoint = Endpoint(base_url, endpoint_api_key(), flag)
     check_base_url(base_url, flag)
@@ -155,7 +155,7 @@ def _error_text(response: httpx.Response) -> str:
 def _default_model_name(endpoint: Endpoint, listed: list[str] | None) -> str:
     """The model `--base-url` alone means: REFINE_N_JUDGE_MODEL (a bare name), else the
     one model the endpoint serves."""
-    from refine_n_judge.settings import Settings
+    from endpoints.settings import Settings
 
     configured = Settings().model
     if configured and ":" not in configured:
@@ -170,7 +170,7 @@ def _default_model_name(endpoint: Endpoint, listed: list[str] | None) -> str:
 
 def _served_names(options: CurateOptions, endpoint: Endpoint) -> list[tuple[str, str]]:
     """(flag, name) of every model the run calls at this endpoint."""
-    from refine_n_judge.settings import Settings
+    from endpoints.settings import Settings
 
     ctx = options.context
     if not ctx.base_url:  # the environment's endpoint serves the default model only

@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from langchain_core.callbacks import BaseCallbackHandler
 
-from graph.state import ChainState
+from nodes.state import ChainState
 
 CONNECTION_FAILURES_TO_STOP = 3
 STALL_NOTICE_SECONDS = 10.0

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from graph.state import Answer, ChainState, ChatMessage, Decision
 from nodes.decision import same_text
+from nodes.state import Answer, ChainState, ChatMessage, Decision
 from refine_n_judge.curate.records import DpoRow, PairKind, SftChatRow, SftRecord, SftRow
 
 DpoPairs = Literal["adjacent", "all"]

@@ -17,12 +17,12 @@ from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from graph.context import Context
+from endpoints.redact import redact_url
+from nodes.context import Context
 from refine_n_judge.curate.errors import SettingsError
 from refine_n_judge.curate.exports import DpoPairs
 from refine_n_judge.curate.readers import INPUT_FORMATS, InputFormat
 from refine_n_judge.curate.rows import FieldMap
-from refine_n_judge.redact import redact_url
 
 DEFAULT_MAX_CHARS = 16_000
 DEFAULT_CONCURRENCY = 16
@@ -110,16 +110,16 @@ class CurateOptions(BaseModel):
 def default_model_description() -> str:
     """Which model a missing model name means, without starting anything.
 
-    From the environment (see `refine_n_judge.settings`); the key itself never appears.
+    From the environment (see `endpoints.settings`); the key itself never appears.
     """
-    from refine_n_judge.settings import Settings, default_endpoint
+    from endpoints.settings import Settings, default_endpoint
 
     settings = Settings()
     if settings.base_url or settings.model or os.environ.get("OPENAI_API_KEY"):
         endpoint = default_endpoint(settings)
         where = f" at {redact_url(endpoint.base_url)}" if endpoint.base_url else ""
         return f"{endpoint.model}{where} ({endpoint.source})"
-    from refine_n_judge.embedded import MODEL_ALIAS
+    from endpoints.embedded import MODEL_ALIAS
 
     return f"{MODEL_ALIAS} (embedded model)"
 

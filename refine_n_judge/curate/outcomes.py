@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from graph.state import ChainState
+from nodes.state import ChainState
 
 FAILED_STOP_REASONS = frozenset({"model_error", "judge_error", "no_quorum"})
 """Stop reasons that mean the models could not finish the item."""

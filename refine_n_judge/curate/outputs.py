@@ -20,7 +20,7 @@ from typing import IO, TypeVar
 
 from pydantic import ValidationError
 
-from graph.state import ChainState
+from nodes.state import ChainState
 from refine_n_judge.curate.errors import OutputCorruptError, OutputWriteError, SettingsError
 from refine_n_judge.curate.records import DpoRow, FailureRow, SftRow
 

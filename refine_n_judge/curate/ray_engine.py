@@ -65,8 +65,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from graph.context import Context
-from graph.state import ChainState
+from nodes.context import Context
+from nodes.state import ChainState
 from refine_n_judge.curate.checks import InputFile, needs_embedded_model
 from refine_n_judge.curate.errors import CurateError, InputRowError, SettingsError
 from refine_n_judge.curate.exports import DpoPairs, dpo_rows, sft_row

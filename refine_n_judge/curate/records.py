@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from graph.state import ChainState, ChatMessage
+from nodes.state import ChainState, ChatMessage
 
 PairKind = Literal["accepted_step", "final_over_rejected", "transitive"]
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from graph.state import ChainState, UsageTable
+from nodes.state import ChainState, UsageTable
 from refine_n_judge.curate.outcomes import is_partial
 from refine_n_judge.curate.pricing import PriceTable
 from refine_n_judge.curate.records import FailureRow

@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from graph.state import ChatMessage
+from nodes.state import ChatMessage
 from refine_n_judge.curate.errors import InputRowError
 from refine_n_judge.curate.records import InputItem
 

@@ -18,8 +18,8 @@ from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 
-from graph.context import Context
-from graph.state import ChainState
+from nodes.context import Context
+from nodes.state import ChainState
 from refine_n_judge.curate.endpoint_health import (
     CONNECTION_FAILURES_TO_STOP,
     STALL_NOTICE_SECONDS,

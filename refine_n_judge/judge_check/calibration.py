@@ -23,7 +23,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from graph.context import Context
+from nodes.context import Context
 from refine_n_judge.judge_check.records import DirectionResult, PairResult
 
 CalibrationKind = Literal["pointwise_margin", "pairwise_confidence"]

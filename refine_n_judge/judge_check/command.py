@@ -107,7 +107,7 @@ def judge_check(options: JudgeCheckOptions, reporter: Reporter | None = None) ->
         return _run(options, fmt, results, reporter, embedded, changed)
     finally:
         if embedded:
-            from refine_n_judge.settings import stop_embedded_server
+            from endpoints.settings import stop_embedded_server
 
             stop_embedded_server()
 
@@ -249,7 +249,7 @@ def _endpoint(options: JudgeCheckOptions) -> str | None:
     if options.context.base_url:
         return options.context.base_url
     if options.uses_default_model:
-        from refine_n_judge.settings import Settings
+        from endpoints.settings import Settings
 
         return Settings().base_url
     return None

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 
 from pydantic import BaseModel, Field
 
-from graph.state import JudgeCall
+from nodes.state import JudgeCall
 from refine_n_judge.judge_check.readers import Side
 from refine_n_judge.judge_check.records import DirectionResult, PairResult
 from refine_n_judge.judge_health import judge_health

@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from graph.context import Context
+from nodes.context import Context
 from refine_n_judge.curate.errors import SettingsError
 from refine_n_judge.curate.options import (
     DEFAULT_CONCURRENCY,

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from graph.state import ChainState, Decision, JudgeCall, TokenUsage
+from nodes.state import ChainState, Decision, JudgeCall, TokenUsage
 from refine_n_judge.judge_check.readers import Side
 
 DirectionName = Literal["a_refines_b", "b_refines_a"]

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from graph.context import Context
+from nodes.context import Context
 from refine_n_judge.judge_check.calibration import (
     Calibration,
     LengthRule,

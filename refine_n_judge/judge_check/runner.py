@@ -24,11 +24,11 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
-from graph.context import Context
-from graph.state import Answer, ChainState
 from graph.sync_bridge import sync_and_async_node
+from nodes.context import Context
 from nodes.judge import judge
 from nodes.models import ModelProvider
+from nodes.state import Answer, ChainState
 from refine_n_judge.curate.errors import InputRowError
 from refine_n_judge.curate.progress import Counters, Reporter
 from refine_n_judge.curate.records import FailureRow

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from endpoints.embedded import MODEL_ALIAS, EmbeddedServer
 from graph import ChainState, graph
-from refine_n_judge.embedded import MODEL_ALIAS, EmbeddedServer
 
 pytestmark = [
     pytest.mark.embedded,

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from openai import AsyncOpenAI, OpenAI
 
-from refine_n_judge import embedded
-from refine_n_judge.embedded import (
+from endpoints import embedded
+from endpoints.embedded import (
     MODEL_ALIAS,
     EmbeddedModelError,
     EmbeddedServer,

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from graph.state import Answer, ChainState, Decision, JudgeCall, Verdict
+from nodes.state import Answer, ChainState, Decision, JudgeCall, Verdict
 from refine_n_judge import cli
 from refine_n_judge.curate.records import DpoRow, SftRow
 from refine_n_judge.testing.fake_openai import ChatRequest, FakeOpenAIServer, Reply

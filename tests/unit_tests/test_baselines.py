@@ -8,7 +8,7 @@ import itertools
 import pytest
 
 from graph.baselines import BestOfNState, build_best_of_n, build_refine_only, build_zero_shot
-from graph.state import ChainState
+from nodes.state import ChainState
 from refine_n_judge.testing.scripts import version
 from tests.fakes import ScriptedChatModel, judge_json, tag, versioned_handler
 

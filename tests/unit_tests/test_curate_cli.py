@@ -54,7 +54,7 @@ def test_flags_map_onto_context_fields(tmp_path: Path) -> None:
 
 def test_unset_flags_keep_the_context_defaults(tmp_path: Path) -> None:
     options = parse("in.jsonl", "--out", str(tmp_path))
-    from graph.context import Context
+    from nodes.context import Context
 
     assert options.context == Context()  # type: ignore[attr-defined]
     assert options.cache is None  # type: ignore[attr-defined]
@@ -145,7 +145,7 @@ def test_prepare_seeds_the_tokenizer_and_is_repeatable(capsys: pytest.CaptureFix
 def test_prepare_without_the_local_extra_says_so_and_succeeds(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from refine_n_judge import embedded
+    from endpoints import embedded
 
     def missing() -> None:
         raise embedded.EmbeddedModelError("llama_cpp is not importable")

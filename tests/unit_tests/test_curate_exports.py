@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from graph.state import Answer, ChainState, ChatMessage, Decision
+from nodes.state import Answer, ChainState, ChatMessage, Decision
 from refine_n_judge.curate.exports import dpo_rows, sft_row
 
 

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from graph.state import ChainState, Failure
+from endpoints.redact import redact_url
+from nodes.state import ChainState, Failure
 from refine_n_judge.curate.cache import check_cache_path
 from refine_n_judge.curate.checks import InputFile
 from refine_n_judge.curate.endpoint_health import (
@@ -29,7 +30,6 @@ from refine_n_judge.curate.options import CurateOptions
 from refine_n_judge.curate.outputs import OutputDir
 from refine_n_judge.curate.records import FailureRow
 from refine_n_judge.curate.rows import FieldMap
-from refine_n_judge.redact import redact_url
 
 
 def test_a_second_lock_on_a_directory_is_refused(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from graph.state import Answer, ChainState, Decision
+from nodes.state import Answer, ChainState, Decision
 from refine_n_judge.curate.errors import OutputCorruptError, SettingsError
 from refine_n_judge.curate.exports import dpo_rows, sft_row
 from refine_n_judge.curate.outputs import OutputDir, repair_torn_tail

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from graph.state import Answer, ChainState, JudgeCall, TokenUsage
+from nodes.state import Answer, ChainState, JudgeCall, TokenUsage
 from refine_n_judge.curate.errors import SettingsError
 from refine_n_judge.curate.pricing import PriceTable, openai_price
 from refine_n_judge.curate.records import FailureRow

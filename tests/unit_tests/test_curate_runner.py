@@ -8,8 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from graph.context import Context
-from graph.state import Answer, ChainState, Failure
+from nodes.context import Context
+from nodes.state import Answer, ChainState, Failure
 from refine_n_judge.curate.errors import InputRowError
 from refine_n_judge.curate.outputs import OutputDir
 from refine_n_judge.curate.progress import Counters, QuietReporter

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from graph.state import Verdict
 from nodes.decision import decide, pair_outcome, same_text, stop_reason_for
+from nodes.state import Verdict
 
 
 @pytest.mark.parametrize(

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from refine_n_judge import embedded
-from refine_n_judge.embedded import (
+from endpoints import embedded
+from endpoints.embedded import (
     MODEL_SIZE,
     PART_COUNT,
     EmbeddedModelError,

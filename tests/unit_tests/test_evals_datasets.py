@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from endpoints.tokens import count_tokens
 from evals.datasets import SHIPPED, DatasetError, load_dataset
 from evals.evaluators import expansion_matches, normalize
-from refine_n_judge.tokens import count_tokens
 
 
 @pytest.mark.parametrize("name", sorted(SHIPPED))

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from endpoints.tokens import count_tokens
 from evals.evaluators import (
     acronym_exact_match,
     answer_at_budget,
@@ -24,11 +25,10 @@ from evals.evaluators import (
 from evals.judging import EvalJudge, score_100
 from evals.metrics import pooled_agreement, win_counts
 from evals.records import FeedbackRecord, ResultRow
-from graph.context import Context
-from graph.state import Answer, ChainState, JudgeCall
+from nodes.context import Context
 from nodes.models import NamedModel
+from nodes.state import Answer, ChainState, JudgeCall
 from refine_n_judge.testing.scripts import version
-from refine_n_judge.tokens import count_tokens
 from tests.fakes import ScriptedChatModel, judge_json, tag
 
 INPUTS = {"id": "item-1", "question": "What does NASA stand for?", "answer": "wrong"}

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from endpoints.tokens import count_tokens
 from evals.__main__ import main
 from evals.datasets import EvalItem, load_dataset
 from evals.experiments import EXPERIMENTS
@@ -25,7 +26,6 @@ from evals.testing import (
     reference_quality,
 )
 from refine_n_judge.testing.scripts import judge_json, tag, version, versioned_handler
-from refine_n_judge.tokens import count_tokens
 from tests.fakes import ScriptedChatModel
 
 LANGSMITH_VARS = ("LANGSMITH_API_KEY", "LANGCHAIN_API_KEY", "LANGSMITH_TRACING")

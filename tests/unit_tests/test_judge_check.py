@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from graph.context import Context
+from nodes.context import Context
 from nodes.models import ModelProvider
 from refine_n_judge.curate.progress import QuietReporter
 from refine_n_judge.judge_check.metrics import compute_metrics

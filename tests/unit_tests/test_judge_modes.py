@@ -231,10 +231,10 @@ def test_low_confidence_vote_trigger(
 
 
 def test_auto_scoring_is_pointwise_for_the_embedded_model_only() -> None:
+    from endpoints.embedded import MODEL_ALIAS
     from graph import Context
     from nodes.judge import scoring_mode
     from nodes.models import NamedModel
-    from refine_n_judge.embedded import MODEL_ALIAS
 
     fake = ScriptedChatModel(handler=versioned_handler(stop_at=1))
     assert scoring_mode(NamedModel(MODEL_ALIAS, fake), Context()) == "pointwise"

@@ -14,8 +14,8 @@ import tiktoken.registry
 import tiktoken_ext.openai_public
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
-from refine_n_judge import tokens
-from refine_n_judge.tokens import (
+from endpoints import tokens
+from endpoints.tokens import (
     cache_filename,
     count_message_tokens,
     count_tokens,

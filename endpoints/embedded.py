@@ -789,7 +789,7 @@ def serve_main(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m refine_n_judge.embedded [--port N]``: serve the embedded model."""
+    """``python -m endpoints.embedded [--port N]``: serve the embedded model."""
     parser = argparse.ArgumentParser(
         prog="refine-n-judge serve-model",
         description="Serve the embedded Qwen2.5-Coder-1.5B-Instruct model on 127.0.0.1 through "

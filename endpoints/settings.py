@@ -17,15 +17,12 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from refine_n_judge.redact import redact_url
-
-if TYPE_CHECKING:
-    from refine_n_judge.embedded import EmbeddedServer
+from endpoints.embedded import EmbeddedServer
+from endpoints.redact import redact_url
 
 DEFAULT_OPENAI_MODEL = "openai:gpt-4o-mini"
 
@@ -87,8 +84,6 @@ def embedded_server() -> EmbeddedServer:
     global _embedded
     with _embedded_lock:
         if _embedded is None or not _embedded.is_running:
-            from refine_n_judge.embedded import EmbeddedServer
-
             server = EmbeddedServer()
             server.start()
             _embedded = server

@@ -19,10 +19,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from refine_n_judge.embedded import cache_root
+import tiktoken
+
+from endpoints.embedded import cache_root
 
 if TYPE_CHECKING:
-    import tiktoken
     from langchain_core.messages import BaseMessage
 
 DEFAULT_ENCODING = "o200k_base"
@@ -153,8 +154,6 @@ def get_encoding(name: str = DEFAULT_ENCODING) -> tiktoken.Encoding:
         raise TokenizerUnavailableError(
             f"Encoding {name!r} is not available offline; use one of {sorted(ENCODING_SHA256)}."
         )
-    import tiktoken
-
     ensure_tiktoken_cache()
     return tiktoken.get_encoding(name)
 
