@@ -55,6 +55,11 @@ from typing import IO, Self
 
 import httpx
 
+try:
+    import fcntl
+except ImportError:  # not POSIX
+    fcntl = None  # type: ignore[assignment]
+
 MODEL_REPO = "Qwen/Qwen2.5-Coder-1.5B-Instruct-GGUF"
 MODEL_FILENAME = "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
 MODEL_SIZE = 1_117_320_768
@@ -230,9 +235,7 @@ def _existing_is_valid(model_path: Path, expected_sha256: str, expected_size: in
 @contextlib.contextmanager
 def _exclusive_lock(lock_path: Path) -> Iterator[None]:
     """Serialise assembly across processes so two jobs don't both join 1.1 GB."""
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: atomic rename still keeps the result consistent
+    if fcntl is None:  # not POSIX: atomic rename still keeps the result consistent
         yield
         return
     with lock_path.open("a") as handle:

@@ -8,6 +8,7 @@ last raw reply, which the node records as a failure.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
@@ -196,8 +197,6 @@ def message_text(message: BaseMessage) -> str:
 
 
 def _tool_args_text(message: AIMessage) -> str:
-    import json
-
     return "\n".join(json.dumps(call["args"]) for call in message.tool_calls)
 
 
