@@ -29,9 +29,11 @@ test: setup
 unit: setup
 	$(PY) -m pytest tests/unit_tests -m "not embedded"
 
+## Style, and the import layers of ARCHITECTURE.md (import-linter's contracts in pyproject.toml).
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 format: setup
 	$(VENV)/bin/ruff format .
