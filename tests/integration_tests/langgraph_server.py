@@ -58,7 +58,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 def graphs_from_config(config_path: Path) -> dict[str, str]:
     """The `graphs` of a `langgraph.json`, with file paths made absolute.
 
-    `langgraph dev` resolves `./graph/builder.py:graph` against its working directory;
+    `langgraph dev` resolves `./refine_n_judge/server.py:graph` against its working directory;
     the test server runs elsewhere, so the paths are resolved against the config's folder.
     """
     config = json.loads(config_path.read_text(encoding="utf-8"))
