@@ -38,7 +38,9 @@ CALLS_PER_ITEM = 8
 
 def responder():  # type: ignore[no-untyped-def]
     """The fake server's script (loaded by name in the server process)."""
-    from refine_n_judge.testing.scripts import versioned_responder
+    # Imported here, in the server process (`python -m`, cwd the repo root): this file also
+    # runs as a script (the parent and the floor), where `tests` is not on the path.
+    from tests.support.scripts import versioned_responder
 
     return versioned_responder(stop_at=STOP_AT)
 
@@ -82,7 +84,7 @@ def run_measured(command: list[str], *, ok: tuple[int, ...] = (0,)) -> tuple[flo
 def start_server(latency: float, workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
     port_file = workdir / "port"
     server = subprocess.Popen(
-        [sys.executable, "-m", "refine_n_judge.testing.fake_openai", "--responder", RESPONDER,
+        [sys.executable, "-m", "tests.support.fake_openai", "--responder", RESPONDER,
          "--latency", str(latency), "--port-file", str(port_file)],
         cwd=ROOT,
         stderr=subprocess.DEVNULL,

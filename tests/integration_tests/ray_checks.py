@@ -12,8 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from refine_n_judge.testing.fake_openai import ChatRequest, Reply
-from refine_n_judge.testing.scripts import versioned_responder
+from tests.support.fake_openai import ChatRequest, Reply
+from tests.support.scripts import versioned_responder
 
 DEADLINE_SECONDS = 90.0
 OUTPUT_FILES = [

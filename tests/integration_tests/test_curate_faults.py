@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from refine_n_judge import cli
-from refine_n_judge.testing.fake_openai import FakeOpenAIServer, FaultPlan, Reply, with_faults
-from refine_n_judge.testing.scripts import http_responder, versioned_handler
+from tests.support.fake_openai import FakeOpenAIServer, FaultPlan, Reply, with_faults
+from tests.support.scripts import http_responder, versioned_handler
 
 N_ITEMS = 20
 

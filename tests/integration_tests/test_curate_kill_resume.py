@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from refine_n_judge.testing.fake_openai import ChatRequest, Reply
-from refine_n_judge.testing.scripts import versioned_responder
+from tests.support.fake_openai import ChatRequest, Reply
+from tests.support.scripts import versioned_responder
 
 N_ITEMS = 30
 DEADLINE_SECONDS = 60.0
@@ -46,7 +46,7 @@ def fake_server_url(tmp_path: Path) -> Iterator[str]:
     """The fake OpenAI server in its own process (20 ms per reply)."""
     port_file = tmp_path / "port"
     process = subprocess.Popen(
-        [sys.executable, "-m", "refine_n_judge.testing.fake_openai",
+        [sys.executable, "-m", "tests.support.fake_openai",
          "--responder", "tests.integration_tests.test_curate_kill_resume:short_chains",
          "--latency", "0.02", "--port-file", str(port_file)],
         cwd=PROJECT_ROOT,

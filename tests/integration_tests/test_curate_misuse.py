@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 from refine_n_judge import cli
-from refine_n_judge.testing.fake_openai import ChatRequest, FakeOpenAIServer, Reply
-from refine_n_judge.testing.scripts import http_responder, versioned_handler
+from tests.support.fake_openai import ChatRequest, FakeOpenAIServer, Reply
+from tests.support.scripts import http_responder, versioned_handler
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEADLINE_SECONDS = 60.0
@@ -94,13 +94,13 @@ def wait_for(condition: Any, what: str, process: subprocess.Popen[bytes]) -> Non
 
 
 def start_server(
-    port_file: Path, responder: str = "refine_n_judge.testing.scripts:versioned_responder",
+    port_file: Path, responder: str = "tests.support.scripts:versioned_responder",
     port: int = 0,
 ) -> tuple[subprocess.Popen[bytes], str]:  # fmt: skip
     """The fake server in its own process, 0.1 s per reply (a run takes several seconds)."""
     port_file.unlink(missing_ok=True)
     process = subprocess.Popen(
-        [sys.executable, "-m", "refine_n_judge.testing.fake_openai", "--responder", responder,
+        [sys.executable, "-m", "tests.support.fake_openai", "--responder", responder,
          "--latency", "0.1", "--model", "fake", "--port-file", str(port_file),
          "--port", str(port)],
         cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

@@ -20,7 +20,6 @@ import pytest
 
 from refine_n_judge import cli
 from refine_n_judge.curate.ray_engine import CRASH_MARKER_ENV, LOOPBACK_ENV, CurateActor
-from refine_n_judge.testing.fake_openai import FakeOpenAIServer
 from tests.integration_tests.ray_checks import (
     LOOPBACK_HEX,
     check_exactly_once,
@@ -31,6 +30,7 @@ from tests.integration_tests.ray_checks import (
     wait_for,
     write_input,
 )
+from tests.support.fake_openai import FakeOpenAIServer
 
 os.environ.update(LOOPBACK_ENV)  # before Ray is imported: it reads the setting then
 pytest.importorskip("ray.data", reason="needs the ray extra: pip install 'refine-n-judge[ray]'")

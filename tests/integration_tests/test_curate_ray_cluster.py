@@ -31,7 +31,6 @@ from typing import Any
 import pytest
 
 from refine_n_judge.curate.ray_engine import LOOPBACK_ENV
-from refine_n_judge.testing.fake_openai import ChatRequest, FakeOpenAIServer, Reply
 from tests.integration_tests.ray_checks import (
     LOOPBACK_HEX,
     check_exactly_once,
@@ -41,6 +40,7 @@ from tests.integration_tests.ray_checks import (
     wait_for,
     write_input,
 )
+from tests.support.fake_openai import ChatRequest, FakeOpenAIServer, Reply
 
 os.environ.update(LOOPBACK_ENV)  # before Ray is imported: it reads the setting then
 pytest.importorskip("ray.data", reason="needs the ray extra: pip install 'refine-n-judge[ray]'")

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from refine_n_judge import cli
-from refine_n_judge.testing.fake_openai import ChatRequest, FakeOpenAIServer, Reply
-from refine_n_judge.testing.scripts import http_responder, versioned_handler
+from tests.support.fake_openai import ChatRequest, FakeOpenAIServer, Reply
+from tests.support.scripts import http_responder, versioned_handler
 
 GOOD_ROWS: list[dict[str, Any]] = [
     {"id": "a", "question": "What is v?", "answer": "v0"},

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from refine_n_judge.cli import main
-from refine_n_judge.testing.fake_openai import ChatRequest, FakeOpenAIServer, Reply
-from refine_n_judge.testing.judges import SAMPLE_PAIRS, always_right
-from refine_n_judge.testing.scripts import http_responder
+from tests.support.fake_openai import ChatRequest, FakeOpenAIServer, Reply
+from tests.support.judges import SAMPLE_PAIRS, always_right
+from tests.support.scripts import http_responder
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEADLINE_SECONDS = 60.0
@@ -186,7 +186,7 @@ def wait_for(condition: Callable[[], bool], what: str, process: subprocess.Popen
 def slow_server_url(tmp_path: Path) -> Iterator[str]:
     port_file = tmp_path / "port"
     process = subprocess.Popen(
-        [sys.executable, "-m", "refine_n_judge.testing.fake_openai",
+        [sys.executable, "-m", "tests.support.fake_openai",
          "--responder", "tests.integration_tests.test_judge_check_cli:right_judge",
          "--latency", "0.05", "--port-file", str(port_file)],
         cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

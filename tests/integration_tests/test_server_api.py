@@ -21,9 +21,9 @@ from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
 
 from graph import ChainState, Context
-from refine_n_judge.testing.fake_openai import FakeOpenAIServer
-from refine_n_judge.testing.scripts import versioned_responder
 from tests.integration_tests.langgraph_server import LangGraphServer
+from tests.support.fake_openai import FakeOpenAIServer
+from tests.support.scripts import versioned_responder
 
 GRAPH_ID = "refine_n_judge"
 STOP_AT = 2

@@ -11,8 +11,8 @@ from typing import Any
 from nodes.state import Answer, ChainState, Decision, JudgeCall, Verdict
 from refine_n_judge import cli
 from refine_n_judge.curate.records import DpoRow, SftRow
-from refine_n_judge.testing.fake_openai import ChatRequest, FakeOpenAIServer, Reply
-from refine_n_judge.testing.scripts import judge_json, refine_json, role_of, tag, version
+from tests.support.fake_openai import ChatRequest, FakeOpenAIServer, Reply
+from tests.support.scripts import judge_json, refine_json, role_of, tag, version
 
 SCRIPT = "<script>alert('pwned')</script>"
 HOSTILE_ANSWER = f"v0 {SCRIPT} & <b>bold</b>"

@@ -9,8 +9,8 @@ import pytest
 
 from graph.baselines import BestOfNState, build_best_of_n, build_refine_only, build_zero_shot
 from nodes.state import ChainState
-from refine_n_judge.testing.scripts import version
-from tests.fakes import ScriptedChatModel, judge_json, tag, versioned_handler
+from tests.support.chat_models import ScriptedChatModel, judge_json, tag, versioned_handler
+from tests.support.scripts import version
 
 
 def test_refine_only_keeps_every_refinement_without_a_judge() -> None:

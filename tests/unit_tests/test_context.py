@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from graph import Context, build_graph
-from tests.fakes import ScriptedChatModel, versioned_handler
+from tests.support.chat_models import ScriptedChatModel, versioned_handler
 
 
 @pytest.mark.parametrize(

@@ -14,8 +14,8 @@ import pytest
 
 from refine_n_judge import cli
 from refine_n_judge.curate.options import options_from_args
-from refine_n_judge.testing.fake_openai import FakeOpenAIServer
-from refine_n_judge.testing.scripts import versioned_responder
+from tests.support.fake_openai import FakeOpenAIServer
+from tests.support.scripts import versioned_responder
 
 
 @pytest.fixture(scope="module")

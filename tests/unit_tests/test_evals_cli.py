@@ -11,15 +11,15 @@ import pytest
 
 from evals.__main__ import main
 from evals.datasets import SHIPPED, EvalItem, load_dataset
-from evals.testing import (
+from tests.support.eval_world import (
     ScriptedWorld,
     acronym_quality,
     concise_quality,
     no_network,
     reference_quality,
 )
-from refine_n_judge.testing.fake_openai import FakeOpenAIServer
-from refine_n_judge.testing.scripts import http_responder
+from tests.support.fake_openai import FakeOpenAIServer
+from tests.support.scripts import http_responder
 
 KINDS = {name: {i.id for i in load_dataset(name).items} for name in SHIPPED}
 

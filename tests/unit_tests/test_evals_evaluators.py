@@ -28,8 +28,8 @@ from evals.records import FeedbackRecord, ResultRow
 from nodes.context import Context
 from nodes.models import NamedModel
 from nodes.state import Answer, ChainState, JudgeCall
-from refine_n_judge.testing.scripts import version
-from tests.fakes import ScriptedChatModel, judge_json, tag
+from tests.support.chat_models import ScriptedChatModel, judge_json, tag
+from tests.support.scripts import version
 
 INPUTS = {"id": "item-1", "question": "What does NASA stand for?", "answer": "wrong"}
 

@@ -18,15 +18,15 @@ from evals.experiments import EXPERIMENTS
 from evals.records import RunSummary, read_rows
 from evals.runner import run_experiment
 from evals.setup import EvalSetup, ExperimentOptions
-from evals.testing import (
+from tests.support.chat_models import ScriptedChatModel
+from tests.support.eval_world import (
     ScriptedWorld,
     acronym_quality,
     concise_quality,
     no_network,
     reference_quality,
 )
-from refine_n_judge.testing.scripts import judge_json, tag, version, versioned_handler
-from tests.fakes import ScriptedChatModel
+from tests.support.scripts import judge_json, tag, version, versioned_handler
 
 LANGSMITH_VARS = ("LANGSMITH_API_KEY", "LANGCHAIN_API_KEY", "LANGSMITH_TRACING")
 

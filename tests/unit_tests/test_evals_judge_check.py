@@ -14,9 +14,9 @@ from evals.experiments.judge_check import load_pairs
 from evals.records import read_rows
 from evals.runner import run_experiment
 from evals.setup import EvalSetup
-from evals.testing import no_network
-from refine_n_judge.testing.judges import SAMPLE_PAIRS, always_right, longer_wins
-from tests.fakes import ScriptedChatModel
+from tests.support.chat_models import ScriptedChatModel
+from tests.support.eval_world import no_network
+from tests.support.judges import SAMPLE_PAIRS, always_right, longer_wins
 
 
 def pairs_file(tmp_path: Path) -> Path:

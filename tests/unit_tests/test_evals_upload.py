@@ -10,7 +10,7 @@ from langsmith.schemas import Dataset, Example
 
 from evals.datasets import load_dataset
 from evals.runner import OfflineError, offline_client, sync_dataset, upload_enabled
-from evals.testing import no_network
+from tests.support.eval_world import no_network
 
 
 def test_upload_only_with_a_key(monkeypatch: pytest.MonkeyPatch) -> None:

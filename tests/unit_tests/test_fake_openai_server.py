@@ -19,8 +19,8 @@ from langchain_core.messages import HumanMessage, SystemMessage
 from langchain_openai import ChatOpenAI
 from pydantic import BaseModel
 
-import refine_n_judge.testing.fake_openai as fake_module
-from refine_n_judge.testing.fake_openai import (
+import tests.support.fake_openai as fake_module
+from tests.support.fake_openai import (
     ChatRequest,
     FakeOpenAIServer,
     FaultPlan,
@@ -416,9 +416,9 @@ def test_cli_subprocess_serves_until_sigterm(tmp_path: Path) -> None:
     command = [
         sys.executable,
         "-m",
-        "refine_n_judge.testing.fake_openai",
+        "tests.support.fake_openai",
         "--responder",
-        "refine_n_judge.testing.fake_openai:json_echo",
+        "tests.support.fake_openai:json_echo",
         "--latency",
         "0.01",
         "--port-file",

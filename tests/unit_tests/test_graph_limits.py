@@ -16,8 +16,14 @@ from langgraph.errors import GraphRecursionError
 from pydantic import Field
 
 from graph import ChainState, build_graph
-from refine_n_judge.testing.scripts import version
-from tests.fakes import ScriptedChatModel, judge_json, refine_json, tag, versioned_handler
+from tests.support.chat_models import (
+    ScriptedChatModel,
+    judge_json,
+    refine_json,
+    tag,
+    versioned_handler,
+)
+from tests.support.scripts import version
 
 ROOT = Path(__file__).resolve().parents[2]
 OWN_PACKAGES = {"graph", "nodes", "prompts", "refine_n_judge", "evals", "tests", "benchmarks"}

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from graph import ChainState, build_graph
-from tests.fakes import (
+from tests.support.chat_models import (
     ScriptedChatModel,
     judge_json,
     refine_json,

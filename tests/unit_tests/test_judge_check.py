@@ -33,7 +33,8 @@ from refine_n_judge.judge_check.runner import (
     build_judge_graph,
 )
 from refine_n_judge.judge_check.store import ResultsDir
-from refine_n_judge.testing.judges import (
+from tests.support.chat_models import ScriptedChatModel
+from tests.support.judges import (
     SAMPLE_PAIRS,
     always_first,
     always_right,
@@ -41,7 +42,6 @@ from refine_n_judge.testing.judges import (
     erroring,
     longer_wins,
 )
-from tests.fakes import ScriptedChatModel
 
 
 def write_pairs(path: Path) -> Path:

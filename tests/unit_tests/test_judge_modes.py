@@ -12,7 +12,7 @@ from graph import ChainState, build_graph
 from nodes.judge_pairwise import letter_probability
 from nodes.judge_pointwise import expected_digit, written_digit
 from nodes.parsing import ReplyParseError
-from tests.fakes import ScriptedChatModel, judge_json, tag, versioned_handler
+from tests.support.chat_models import ScriptedChatModel, judge_json, tag, versioned_handler
 
 
 def logprob_entry(token: str, dist: dict[str, float]) -> dict[str, object]:

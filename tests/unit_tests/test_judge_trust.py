@@ -10,7 +10,13 @@ from graph import ChainState, build_graph
 from nodes.judge_pointwise import written_digit
 from nodes.parsing import ReplyParseError, json_objects
 from prompts import quote_data
-from tests.fakes import ScriptedChatModel, judge_json, refine_json, tag, versioned_handler
+from tests.support.chat_models import (
+    ScriptedChatModel,
+    judge_json,
+    refine_json,
+    tag,
+    versioned_handler,
+)
 from tests.unit_tests.test_judge_modes import _judge
 
 

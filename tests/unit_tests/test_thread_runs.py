@@ -13,7 +13,7 @@ import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 
 from graph import ChainState, build_graph
-from tests.fakes import ScriptedChatModel, versioned_handler
+from tests.support.chat_models import ScriptedChatModel, versioned_handler
 
 
 def thread(name: str) -> dict:
@@ -79,7 +79,7 @@ def test_a_checkpoint_loads_under_strict_msgpack() -> None:
         import logging, warnings
         from langgraph.checkpoint.memory import InMemorySaver
         from graph import ChainState, build_graph
-        from tests.fakes import ScriptedChatModel, versioned_handler
+        from tests.support.chat_models import ScriptedChatModel, versioned_handler
 
         logging.basicConfig(level=logging.DEBUG)
         warnings.simplefilter("error")

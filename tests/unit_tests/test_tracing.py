@@ -25,8 +25,6 @@ from langsmith import utils as ls_utils
 from langsmith.run_helpers import tracing_context
 
 from graph import ChainState, build_graph
-from refine_n_judge.testing.fake_openai import FakeOpenAIServer
-from refine_n_judge.testing.scripts import versioned_responder
 from refine_n_judge.tracing import (
     describe_tracing,
     item_config,
@@ -34,6 +32,8 @@ from refine_n_judge.tracing import (
     tracing_enabled,
     tracing_project,
 )
+from tests.support.fake_openai import FakeOpenAIServer
+from tests.support.scripts import versioned_responder
 
 MODEL = "fake-model"
 OPENAI_KEY = "sk-SECRET-OPENAI-123"

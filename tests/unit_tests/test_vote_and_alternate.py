@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from graph import ChainState, build_graph
-from tests.fakes import ScriptedChatModel, judge_json, refine_json, tag, versioned_handler
+from tests.support.chat_models import (
+    ScriptedChatModel,
+    judge_json,
+    refine_json,
+    tag,
+    versioned_handler,
+)
 
 
 def judge_model(name: str, verdict: str) -> ScriptedChatModel:

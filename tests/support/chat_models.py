@@ -13,7 +13,7 @@ from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import ConfigDict, Field, PrivateAttr
 
-from refine_n_judge.testing.scripts import (
+from tests.support.scripts import (
     judge_json,
     refine_json,
     role_of,

@@ -1,11 +1,11 @@
-"""Scripted models and a network guard for offline runs of the evals (tests, demos).
+"""Scripted models and a network guard for offline runs of the evals in tests.
 
 `ScriptedWorld` answers the real prompts for a dataset whose right answers are known, so
 every metric of an experiment has a known value: it looks the item up by the question in
 the prompt, refines with a function you give, and judges by a quality function (higher
 wins in either position, equal is a tie). Use it as the `handler` of
-`tests.fakes.ScriptedChatModel` or, over HTTP, with
-`refine_n_judge.testing.scripts.http_responder`.
+`tests.support.chat_models.ScriptedChatModel` or, over HTTP, with
+`tests.support.scripts.http_responder` (see `shipped_world_responder`).
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from evals.datasets import EvalItem
+from evals.datasets import SHIPPED, EvalItem, load_dataset
 from evals.evaluators import expansion_matches, normalize
-from refine_n_judge.testing.scripts import judge_json, refine_json, tag
+from tests.support.scripts import http_responder, judge_json, refine_json, tag
 
 Quality = Callable[[EvalItem, str], float]
 """(item, answer text) -> quality 0-10; the judge's per-criterion score for that answer."""
@@ -132,8 +132,6 @@ def shipped_world() -> ScriptedWorld:
     """A world over the three shipped datasets that refines every item to its reference
     (the right expansion, the concise answer, the truth) and judges by the matching
     quality: what a perfect refiner and judge would do."""
-    from evals.datasets import SHIPPED, load_dataset
-
     quality_of: dict[str, Quality] = {}
     items: list[EvalItem] = []
     for name, kind in SHIPPED.items():
@@ -147,8 +145,6 @@ def shipped_world() -> ScriptedWorld:
 
 
 def shipped_world_responder() -> Any:
-    """`shipped_world` for the fake OpenAI server (`python -m
-    refine_n_judge.testing.fake_openai --responder evals.testing:shipped_world_responder`)."""
-    from refine_n_judge.testing.scripts import http_responder
-
+    """`shipped_world` for the fake OpenAI server (`python -m tests.support.fake_openai
+    --responder tests.support.eval_world:shipped_world_responder`)."""
     return http_responder(shipped_world())

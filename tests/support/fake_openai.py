@@ -18,9 +18,10 @@ What the "model" writes is decided by a *responder*, a function of the request::
 
 The server shapes ``Reply.content`` to the request: a tool call when the request forces a
 tool, message content for json modes, SSE chunks when ``stream`` is true. ``FaultPlan``
-injects HTTP errors, malformed bodies, slow and empty replies. Run it in a subprocess with::
+injects HTTP errors, malformed bodies, slow and empty replies. Run it in a subprocess (its
+working directory or ``PYTHONPATH`` the repository root, where ``tests`` is a package) with::
 
-    python -m refine_n_judge.testing.fake_openai --responder echo --port-file PORT \
+    python -m tests.support.fake_openai --responder echo --port-file PORT \
         [--latency 0.02] [--faults "429:first=2,500:every=5"]
 """
 
@@ -1018,7 +1019,7 @@ def _write_port_file(path: str, port: int) -> None:
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m refine_n_judge.testing.fake_openai",
+        prog="python -m tests.support.fake_openai",
         description="Serve a fake OpenAI-compatible chat completions API on loopback.",
     )
     parser.add_argument(
@@ -1061,8 +1062,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # Run the canonical module's main so that responders loaded by "module:attr" and this
-    # server share one Reply/ChatRequest class (under -m this file is also "__main__").
-    from refine_n_judge.testing import fake_openai as _canonical
-
-    sys.exit(_canonical.main())
+    # Under -m this file runs as "__main__", a second copy of the module: run main() of the
+    # copy imported under its own name, so responders loaded by "module:attr" return the
+    # Reply class the server checks for.
+    sys.exit(importlib.import_module(__spec__.name).main())

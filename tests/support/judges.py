@@ -1,7 +1,7 @@
 """Scripted judges of known behaviour, and labelled pairs they can be checked on.
 
 Each answer of `SAMPLE_PAIRS` carries its quality as `[N]`; people's labels agree with it.
-The judges are `(role, prompt) -> reply` scripts (see `refine_n_judge.testing.scripts`)
+The judges are `(role, prompt) -> reply` scripts (see `tests.support.scripts`)
 for the in-process fake chat model or, through `http_responder`, the fake OpenAI server:
 
 - `always_right`: the higher quality wins in both orders (pairwise), or is rated it
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 
-from refine_n_judge.testing.scripts import judge_json, tag
+from tests.support.scripts import judge_json, tag
 
 SAMPLE_PAIRS: list[dict[str, object]] = [
     {"idx": 1, "instruction": "Q1", "input": "", "response1": "[8] short",

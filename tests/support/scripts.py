@@ -11,7 +11,7 @@ import json
 import re
 from collections.abc import Callable
 
-from refine_n_judge.testing.fake_openai import ChatRequest, Reply
+from tests.support.fake_openai import ChatRequest, Reply
 
 Handler = Callable[[str, str], "str | BaseException | object"]
 
@@ -120,5 +120,5 @@ def http_responder(handler: Callable[[str, str], object]) -> Callable[[ChatReque
 
 def versioned_responder(stop_at: int = 3) -> Callable[[ChatRequest], Reply]:
     """The versioned script over HTTP, for the fake server's CLI:
-    `--responder refine_n_judge.testing.scripts:versioned_responder`."""
+    `--responder tests.support.scripts:versioned_responder`."""
     return http_responder(versioned_handler(stop_at=stop_at))
