@@ -30,19 +30,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from openai import AsyncOpenAI
+
 ROOT = Path(__file__).resolve().parents[1]
-RESPONDER = "benchmarks.bench_curate:responder"
-STOP_AT = 1
+# Loaded by name in the fake server's process (cwd the repo root): every chain accepts v1 and
+# rejects v2, so each item makes CALLS_PER_ITEM calls.
+RESPONDER = "tests.support.scripts:one_accepted_step_responder"
 CALLS_PER_ITEM = 8
-
-
-def responder():  # type: ignore[no-untyped-def]
-    """The fake server's script (loaded by name in the server process)."""
-    # Imported here, in the server process (`python -m`, cwd the repo root): this file also
-    # runs as a script (the parent and the floor), where `tests` is not on the path.
-    from tests.support.scripts import versioned_responder
-
-    return versioned_responder(stop_at=STOP_AT)
 
 
 # --------------------------------------------------------------------------- measurement
@@ -187,8 +181,6 @@ async def floor_item(client, question: str, answer: str) -> int:  # type: ignore
 
 
 async def floor_main(url: str, n: int, concurrency: int) -> dict[str, float]:
-    from openai import AsyncOpenAI
-
     client = AsyncOpenAI(base_url=url, api_key="not-needed", max_retries=3)
     queue: asyncio.Queue[int | None] = asyncio.Queue(maxsize=2 * concurrency)
     total = 0

@@ -122,3 +122,9 @@ def versioned_responder(stop_at: int = 3) -> Callable[[ChatRequest], Reply]:
     """The versioned script over HTTP, for the fake server's CLI:
     `--responder tests.support.scripts:versioned_responder`."""
     return http_responder(versioned_handler(stop_at=stop_at))
+
+
+def one_accepted_step_responder() -> Callable[[ChatRequest], Reply]:
+    """Every chain accepts v1 and rejects v2: 2 iterations, 8 calls per item (the curate
+    benchmark's script)."""
+    return versioned_responder(stop_at=1)

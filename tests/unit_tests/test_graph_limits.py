@@ -26,7 +26,16 @@ from tests.support.chat_models import (
 from tests.support.scripts import version
 
 ROOT = Path(__file__).resolve().parents[2]
-OWN_PACKAGES = {"graph", "nodes", "prompts", "refine_n_judge", "evals", "tests", "benchmarks"}
+OWN_PACKAGES = {
+    "graph",
+    "nodes",
+    "prompts",
+    "endpoints",
+    "refine_n_judge",
+    "evals",
+    "tests",
+    "benchmarks",
+}
 
 
 def test_the_graph_keeps_langgraphs_default_recursion_limit() -> None:
