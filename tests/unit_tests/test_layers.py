@@ -32,7 +32,7 @@ HEAVY_EXTRAS = {
 def lint_imports(root: Path) -> subprocess.CompletedProcess[str]:
     """`lint-imports` on the packages under `root` with the project's contracts."""
     return subprocess.run(
-        [str(LINT_IMPORTS), "--config", str(root / "pyproject.toml"), "--no-cache"],
+        [str(LINT_IMPORTS), str(root / "pyproject.toml"), "--no-cache"],
         cwd=root,
         capture_output=True,
         text=True,
