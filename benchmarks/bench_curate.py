@@ -30,6 +30,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from openai import AsyncOpenAI
+
 ROOT = Path(__file__).resolve().parents[1]
 RESPONDER = "benchmarks.bench_curate:responder"
 STOP_AT = 1
@@ -185,8 +187,6 @@ async def floor_item(client, question: str, answer: str) -> int:  # type: ignore
 
 
 async def floor_main(url: str, n: int, concurrency: int) -> dict[str, float]:
-    from openai import AsyncOpenAI
-
     client = AsyncOpenAI(base_url=url, api_key="not-needed", max_retries=3)
     queue: asyncio.Queue[int | None] = asyncio.Queue(maxsize=2 * concurrency)
     total = 0

@@ -24,6 +24,7 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
+from endpoints.embedded import MODEL_ALIAS, EmbeddedServer
 from nodes.context import Context
 from nodes.judge_pairwise import judge_pairwise
 from nodes.judge_pointwise import judge_pointwise
@@ -151,8 +152,6 @@ def main() -> None:
         if args.base_url:
             base_url, model = args.base_url, args.model
         else:
-            from endpoints.embedded import MODEL_ALIAS, EmbeddedServer
-
             server = stack.enter_context(EmbeddedServer())
             base_url, model = server.base_url, MODEL_ALIAS
         rows = asyncio.run(measure(model, base_url, args.margin, args.only))
