@@ -179,14 +179,19 @@ def add_curate_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         help='JSON file of USD per million tokens: {"model": {"input": 0.15, "output": 0.6}}',
     )
-    run.add_argument("-q", "--quiet", action="store_true", help="no progress and no summary")
-    run.add_argument(
+    add_display_arguments(run)
+    _add_ray_arguments(parser)
+
+
+def add_display_arguments(group: argparse._ArgumentGroup) -> None:
+    """-q/--quiet and --log-format: what a running command shows (`progress`)."""
+    group.add_argument("-q", "--quiet", action="store_true", help="no progress and no summary")
+    group.add_argument(
         "--log-format",
         choices=("text", "json"),
         default="text",
         help="text: progress bar and table; json: one JSON event per line on stderr",
     )
-    _add_ray_arguments(parser)
 
 
 def _add_ray_arguments(parser: argparse.ArgumentParser) -> None:

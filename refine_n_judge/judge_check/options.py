@@ -13,6 +13,7 @@ from refine_n_judge.curate.errors import SettingsError
 from refine_n_judge.curate.options import (
     LogFormat,
     add_context_arguments,
+    add_display_arguments,
     context_from_args,
     describe_validation_error,
 )
@@ -145,13 +146,7 @@ def add_judge_check_arguments(parser: argparse.ArgumentParser) -> None:
         "--target-precision)",
     )
     run.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
-    run.add_argument("-q", "--quiet", action="store_true", help="no progress and no summary")
-    run.add_argument(
-        "--log-format",
-        choices=("text", "json"),
-        default="text",
-        help="text: progress bar and table; json: one JSON event per line on stderr",
-    )
+    add_display_arguments(run)
 
 
 def judge_check_options_from_args(args: argparse.Namespace) -> JudgeCheckOptions:
