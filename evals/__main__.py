@@ -27,6 +27,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from endpoints.settings import stop_embedded_server
 from evals.datasets import SHIPPED, Dataset, DatasetError, load_dataset
 from evals.experiments import EXPERIMENTS
 from evals.records import RunSummary
@@ -202,8 +203,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     finally:
-        from endpoints.settings import stop_embedded_server
-
         stop_embedded_server()
     print(f"report: python -m evals report {args.out}")
     return 0

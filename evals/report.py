@@ -293,7 +293,7 @@ def _usage_section(runs: list[RunSummary]) -> str:
 
 
 def _pyplot() -> Any:
-    import matplotlib
+    import matplotlib  # the `evals` extra
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -1,8 +1,7 @@
 """The `refine-n-judge` command line (also `python -m refine_n_judge.cli`).
 
 Subcommands are registered in `SUBCOMMANDS`, one entry each (name, help, a function that
-adds its flags, a function that runs it and returns the exit code); heavy imports happen
-inside the run functions, so `--help` and `prepare` start fast.
+adds its flags, a function that runs it and returns the exit code).
 
 Exit codes: 0 success, 1 some items failed or the run could not go on (curate), 2 bad
 settings, input or endpoint, or an output directory in use (nothing was run), 3 the
@@ -16,6 +15,17 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+
+from endpoints import embedded
+from endpoints.tokens import TokenizerUnavailableError, ensure_tiktoken_cache
+from refine_n_judge.curate import CurateError, SettingsError, curate
+from refine_n_judge.curate.options import add_curate_arguments, options_from_args
+from refine_n_judge.judge_check import judge_check
+from refine_n_judge.judge_check.options import (
+    add_judge_check_arguments,
+    judge_check_options_from_args,
+)
+from refine_n_judge.view.command import add_view_arguments, run_view
 
 EXIT_FAILED = 1
 EXIT_SETTINGS = 2
@@ -32,66 +42,12 @@ class Subcommand:
     run: Callable[[argparse.Namespace], int]
 
 
-# --------------------------------------------------------------------------- curate
-
-
-def _add_curate_arguments(parser: argparse.ArgumentParser) -> None:
-    from refine_n_judge.curate.options import add_curate_arguments
-
-    add_curate_arguments(parser)
-
-
 def _run_curate(args: argparse.Namespace) -> int:
-    from refine_n_judge.curate import curate
-    from refine_n_judge.curate.options import options_from_args
-
     return curate(options_from_args(args))
 
 
-# --------------------------------------------------------------------------- judge-check
-
-
-def _add_judge_check_arguments(parser: argparse.ArgumentParser) -> None:
-    from refine_n_judge.judge_check.options import add_judge_check_arguments
-
-    add_judge_check_arguments(parser)
-
-
 def _run_judge_check(args: argparse.Namespace) -> int:
-    from refine_n_judge.judge_check import judge_check
-    from refine_n_judge.judge_check.options import judge_check_options_from_args
-
     return judge_check(judge_check_options_from_args(args))
-
-
-# --------------------------------------------------------------------------- serve-model
-
-
-def _add_serve_arguments(parser: argparse.ArgumentParser) -> None:
-    from endpoints.embedded import add_serve_arguments
-
-    add_serve_arguments(parser)
-
-
-def _run_serve_model(args: argparse.Namespace) -> int:
-    from endpoints.embedded import serve_main
-
-    return serve_main(args)
-
-
-# --------------------------------------------------------------------------- view
-
-
-def _add_view_arguments(parser: argparse.ArgumentParser) -> None:
-    from refine_n_judge.view.command import add_view_arguments
-
-    add_view_arguments(parser)
-
-
-def _run_view(args: argparse.Namespace) -> int:
-    from refine_n_judge.view.command import run_view
-
-    return run_view(args)
 
 
 # --------------------------------------------------------------------------- prepare
@@ -107,8 +63,6 @@ def _add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _run_prepare(args: argparse.Namespace) -> int:
     """Seed tiktoken's cache; assemble and verify the embedded model when it is installed."""
-    from endpoints.tokens import TokenizerUnavailableError, ensure_tiktoken_cache
-
     try:
         directory = ensure_tiktoken_cache()
     except TokenizerUnavailableError as exc:
@@ -117,21 +71,13 @@ def _run_prepare(args: argparse.Namespace) -> int:
     print(f"tokenizer: tiktoken encodings ready in {directory}")
     if args.skip_model:
         return 0
-
-    from endpoints.embedded import (
-        EmbeddedModelError,
-        ModelIntegrityError,
-        assemble_model,
-        require_llama_cpp_server,
-    )
-
     try:
-        require_llama_cpp_server()
-        path = assemble_model()
-    except ModelIntegrityError as exc:
+        embedded.require_llama_cpp_server()
+        path = embedded.assemble_model()
+    except embedded.ModelIntegrityError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    except EmbeddedModelError as exc:
+    except embedded.EmbeddedModelError as exc:
         print(f"embedded model: not available ({exc})")
         print(
             "note: runs need --base-url, REFINE_N_JUDGE_BASE_URL/MODEL or OPENAI_API_KEY "
@@ -146,26 +92,26 @@ SUBCOMMANDS: list[Subcommand] = [
     Subcommand(
         "curate",
         "run Refine-n-Judge over a dataset: chains, SFT rows, DPO pairs, failures, run report",
-        _add_curate_arguments,
+        add_curate_arguments,
         _run_curate,
     ),
     Subcommand(
         "judge-check",
         "measure the judge on labelled answer pairs as the loop uses it; calibrate its margin",
-        _add_judge_check_arguments,
+        add_judge_check_arguments,
         _run_judge_check,
     ),
     Subcommand(
         "serve-model",
         "serve the embedded local model on 127.0.0.1 (OpenAI-compatible)",
-        _add_serve_arguments,
-        _run_serve_model,
+        embedded.add_serve_arguments,
+        embedded.serve_main,
     ),
     Subcommand(
         "view",
         "browse a curate output folder in a local web page: the run, the items, each chain",
-        _add_view_arguments,
-        _run_view,
+        add_view_arguments,
+        run_view,
     ),
     Subcommand(
         "prepare",
@@ -192,8 +138,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse `argv` and run the subcommand; the process exit code."""
-    from refine_n_judge.curate.errors import CurateError, SettingsError
-
     args = build_parser().parse_args(argv)
     try:
         return int(args.run(args))

@@ -1,14 +1,11 @@
 """Dataset curation: run Refine-n-Judge over a whole dataset, resumably, and export
 chains, SFT rows, DPO pairs, failures and a run report (`refine-n-judge curate`).
 
-`curate(options)` runs the command; it is imported on first use, so that importing the
-errors (as the CLI does for every subcommand) does not load the graph.
+`curate(options)` runs the command (`command`): the checks, then one of the two engines
+(`local_engine`, `ray_engine`) through the run lifecycle they share (`lifecycle`).
 """
 
-from __future__ import annotations
-
-from typing import TYPE_CHECKING, Any
-
+from refine_n_judge.curate.command import curate
 from refine_n_judge.curate.errors import (
     CurateError,
     InputRowError,
@@ -16,10 +13,7 @@ from refine_n_judge.curate.errors import (
     SettingsError,
     SettingsMismatchError,
 )
-
-if TYPE_CHECKING:
-    from refine_n_judge.curate.command import curate
-    from refine_n_judge.curate.options import CurateOptions
+from refine_n_judge.curate.options import CurateOptions
 
 __all__ = [
     "CurateError",
@@ -30,15 +24,3 @@ __all__ = [
     "SettingsMismatchError",
     "curate",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    if name == "curate":
-        from refine_n_judge.curate.command import curate
-
-        return curate
-    if name == "CurateOptions":
-        from refine_n_judge.curate.options import CurateOptions
-
-        return CurateOptions
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

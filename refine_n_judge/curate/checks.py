@@ -7,14 +7,21 @@ says what to do; none calls a model or changes the output directory.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from openai import OpenAIError
+
+from endpoints.embedded import EmbeddedModelError
+from endpoints.redact import redact_url
+from endpoints.settings import embedded_server, stop_embedded_server
 from nodes.context import Context
+from nodes.models import ModelConfigError, build_chat_model
 from refine_n_judge.curate.errors import SettingsError, SettingsMismatchError
-from refine_n_judge.curate.options import CurateOptions, redact_url
 from refine_n_judge.curate.outputs import OutputDir
 from refine_n_judge.curate.readers import InputFormat, detect_format
 
@@ -28,17 +35,18 @@ class InputFile:
     display: str
 
 
-def resolve_inputs(options: CurateOptions) -> list[InputFile]:
-    """Check the inputs exist and have a known format; name them for error messages."""
+def resolve_inputs(paths: list[Path], input_format: InputFormat | None) -> list[InputFile]:
+    """Check the inputs exist and have a known format (`input_format`: every file's, else
+    by name); name them for error messages."""
     resolved: list[InputFile] = []
-    names = [path.name for path in options.inputs]
-    for path in options.inputs:
+    names = [path.name for path in paths]
+    for path in paths:
         if not path.exists():
             raise SettingsError(f"input file {path} does not exist")
-        fmt = detect_format(path, options.input_format)
+        fmt = detect_format(path, input_format)
         if fmt == "parquet":
             try:
-                import pyarrow.parquet  # noqa: F401
+                import pyarrow.parquet  # noqa: F401 - the `data` extra
             except ImportError as exc:
                 raise SettingsError(
                     f"reading {path} needs pyarrow: pip install 'refine-n-judge[data]'"
@@ -66,10 +74,6 @@ def check_base_url(url: str, flag: str) -> None:
 
 def check_models(context: Context) -> None:
     """Build every named model once (no call is made) so a bad name fails now."""
-    from openai import OpenAIError
-
-    from nodes.models import ModelConfigError, build_chat_model
-
     if context.base_url:
         check_base_url(context.base_url, "--base-url")
 
@@ -94,22 +98,25 @@ def check_models(context: Context) -> None:
             raise SettingsError(f"invalid {flag} {name!r}: {first_line}") from exc
 
 
-def needs_embedded_model(options: CurateOptions) -> bool:
-    """True when the default model is the embedded one (no endpoint or key configured)."""
-    if not options.uses_default_model:
-        return False
-    return options.compared_settings()["default_model"].endswith("(embedded model)")
-
-
 def start_embedded_model() -> None:
     """Start the embedded server now, so a missing install fails before the run."""
-    from endpoints.embedded import EmbeddedModelError
-    from endpoints.settings import embedded_server
-
     try:
         embedded_server()
     except EmbeddedModelError as exc:
         raise SettingsError(str(exc)) from exc
+
+
+@contextmanager
+def embedded_model_running(needed: bool) -> Iterator[None]:
+    """The embedded server started now (when `needed`) and stopped at the end."""
+    if not needed:
+        yield
+        return
+    start_embedded_model()
+    try:
+        yield
+    finally:
+        stop_embedded_server()
 
 
 def settings_differences(old: Any, new: Any, prefix: str = "") -> list[str]:
@@ -129,19 +136,34 @@ def has_items(outputs: OutputDir) -> bool:
     return any(p.exists() and p.stat().st_size > 0 for p in (outputs.chains, outputs.failures))
 
 
+def refuse_changed_settings(
+    old: Any, new: dict[str, Any], *, force: bool, path: Path, holds: str
+) -> list[str]:
+    """How the compared settings changed since the directory's last run (`holds`: what the
+    directory holds, for the message); refused unless --force.
+
+    Raises:
+        SettingsMismatchError: they changed and `force` is not given.
+    """
+    diffs = settings_differences(old, new)
+    if diffs and not force:
+        shown = "; ".join(diffs[:5]) + (f"; and {len(diffs) - 5} more" if len(diffs) > 5 else "")
+        raise SettingsMismatchError(
+            f"{path} holds {holds} made with other settings ({shown}); rerun with the same "
+            "settings to resume, use another --out, or pass --force to continue anyway"
+        )
+    return diffs
+
+
 def check_resume_settings(
-    outputs: OutputDir, options: CurateOptions
+    outputs: OutputDir, compared: dict[str, Any], *, force: bool
 ) -> tuple[dict[str, Any] | None, list[str]]:
-    """The previous report and how the settings changed; refuses a change unless --force."""
+    """The previous report and how the compared settings changed; refuses a change unless
+    `force`."""
     previous = outputs.read_report()
     if previous is None or not has_items(outputs):
         return previous, []
     old = previous.get("compared_settings")
-    diffs = settings_differences(old, options.compared_settings())
-    if diffs and not options.force:
-        shown = "; ".join(diffs[:5]) + (f"; and {len(diffs) - 5} more" if len(diffs) > 5 else "")
-        raise SettingsMismatchError(
-            f"{outputs.path} holds a run made with other settings ({shown}); rerun with the "
-            "same settings to resume, use another --out, or pass --force to continue anyway"
-        )
-    return previous, diffs
+    return previous, refuse_changed_settings(
+        old, compared, force=force, path=outputs.path, holds="a run"
+    )

@@ -13,10 +13,12 @@ from dataclasses import dataclass
 
 import httpx
 
+from endpoints.redact import redact_url
+from endpoints.settings import Settings, endpoint_api_key
 from nodes.context import Context
+from nodes.models import build_chat_model
 from refine_n_judge.curate.checks import check_base_url
 from refine_n_judge.curate.errors import SettingsError
-from refine_n_judge.curate.options import CurateOptions, redact_url
 
 PREFLIGHT_TIMEOUT_SECONDS = 5.0
 DEFAULT_MODEL_NAME = "default"
@@ -36,55 +38,49 @@ class Endpoint:
         return redact_url(self.base_url) or ""
 
 
-def endpoint_of(options: CurateOptions) -> Endpoint | None:
-    """The base URL the run will call, when it is one (a provider's API is not probed)."""
-    from endpoints.settings import Settings, endpoint_api_key
-
-    if options.context.base_url:
-        return Endpoint(options.context.base_url, endpoint_api_key(), "--base-url")
-    if options.uses_default_model:
+def endpoint_of(context: Context, *, uses_default_model: bool) -> Endpoint | None:
+    """The base URL the run will call, when it is one (a provider's API is not probed):
+    `--base-url`, else the environment's when the default model is used."""
+    if context.base_url:
+        return Endpoint(context.base_url, endpoint_api_key(), "--base-url")
+    if uses_default_model:
         settings = Settings()
         if settings.base_url:
             return Endpoint(settings.base_url, endpoint_api_key(), "REFINE_N_JUDGE_BASE_URL")
     return None
 
 
-def check_endpoint(options: CurateOptions) -> CurateOptions:
-    """Probe the endpoint; the options with the default model named when `--base-url` is
-    given alone.
+def check_endpoint(context: Context, *, uses_default_model: bool) -> Context:
+    """Probe the endpoint `curate` calls; the context with the default model named (as the
+    refiner) when `--base-url` is given alone.
 
     Raises:
         SettingsError: the endpoint is unreachable, stalled, refuses the key, is not an
             OpenAI-compatible API, or does not serve a named model.
     """
-    endpoint = endpoint_of(options)
+    endpoint = endpoint_of(context, uses_default_model=uses_default_model)
     if endpoint is None:
-        return options
+        return context
     check_base_url(endpoint.base_url, endpoint.flag)
     with httpx.Client(timeout=PREFLIGHT_TIMEOUT_SECONDS, headers=_headers(endpoint)) as client:
         listed = _list_models(client, endpoint)
-        if options.context.base_url and options.uses_default_model:
+        if context.base_url and uses_default_model:
             name = _default_model_name(endpoint, listed)
-            options = options.model_copy(
-                update={"context": options.context.model_copy(update={"refiner": name})}
-            )
-        for flag, name in _served_names(options, endpoint):
+            context = context.model_copy(update={"refiner": name})
+        for flag, name in _served_names(context, endpoint):
             if listed is None or name not in listed:
                 _probe_model(client, endpoint, flag, name, listed)
-    return options
+    return context
 
 
-def probe_endpoint(base_url: str, flag: str) -> list[str] | None:
+def probe_endpoint(endpoint: Endpoint) -> list[str] | None:
     """The same first request for a command with no model names to probe (judge-check):
     the endpoint answers `GET /models` with the run's key; the ids it lists, if any.
 
     Raises:
         SettingsError: as `check_endpoint`.
     """
-    from endpoints.settings import endpoint_api_key
-
-    endpoint = Endpoint(base_url, endpoint_api_key(), flag)
-    check_base_url(base_url, flag)
+    check_base_url(endpoint.base_url, endpoint.flag)
     with httpx.Client(timeout=PREFLIGHT_TIMEOUT_SECONDS, headers=_headers(endpoint)) as client:
         return _list_models(client, endpoint)
 
@@ -155,8 +151,6 @@ def _error_text(response: httpx.Response) -> str:
 def _default_model_name(endpoint: Endpoint, listed: list[str] | None) -> str:
     """The model `--base-url` alone means: REFINE_N_JUDGE_MODEL (a bare name), else the
     one model the endpoint serves."""
-    from endpoints.settings import Settings
-
     configured = Settings().model
     if configured and ":" not in configured:
         return configured
@@ -168,11 +162,8 @@ def _default_model_name(endpoint: Endpoint, listed: list[str] | None) -> str:
     return listed[0] if listed else DEFAULT_MODEL_NAME
 
 
-def _served_names(options: CurateOptions, endpoint: Endpoint) -> list[tuple[str, str]]:
+def _served_names(ctx: Context, endpoint: Endpoint) -> list[tuple[str, str]]:
     """(flag, name) of every model the run calls at this endpoint."""
-    from endpoints.settings import Settings
-
-    ctx = options.context
     if not ctx.base_url:  # the environment's endpoint serves the default model only
         return [("REFINE_N_JUDGE_MODEL", Settings().model or DEFAULT_MODEL_NAME)]
     names = [("--refiner", ctx.refiner), *(("--judge", n) for n in ctx.judges)]
@@ -182,8 +173,6 @@ def _served_names(options: CurateOptions, endpoint: Endpoint) -> list[tuple[str,
 
 def _served_at(name: str, ctx: Context) -> bool:
     """True when calls for `name` go to `ctx.base_url` (not to a `provider:` API)."""
-    from nodes.models import build_chat_model
-
     model = build_chat_model(name, base_url=ctx.base_url, timeout=ctx.request_timeout).model
     return getattr(model, "openai_api_base", None) == ctx.base_url
 

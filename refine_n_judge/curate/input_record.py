@@ -24,7 +24,6 @@ from pydantic import BaseModel, Field
 
 from refine_n_judge.curate.checks import InputFile
 from refine_n_judge.curate.errors import InputRowError, SettingsError, SettingsMismatchError
-from refine_n_judge.curate.options import CurateOptions
 from refine_n_judge.curate.outputs import OutputDir, atomic_write_text
 from refine_n_judge.curate.readers import read_items
 from refine_n_judge.curate.records import InputItem
@@ -112,15 +111,16 @@ class InputCheck:
         return "; ".join(parts)
 
 
-def read_input(files: list[InputFile], options: CurateOptions) -> InputRecord:
-    """Fingerprint every row of the inputs (keys as the runner makes them); check the
-    field flags the user changed against the first rows of each file.
+def read_input(files: list[InputFile], *, fields: FieldMap, max_chars: int) -> InputRecord:
+    """Fingerprint every row of the inputs, read with `fields` and `max_chars` (keys as the
+    runner makes them); check the field flags the user changed against the first rows of
+    each file.
 
     Raises:
         SettingsError: a changed field flag names a field none of a file's first rows has.
     """
     items: dict[str, str] = {}
-    changed_fields = _changed_fields(options.fields)
+    changed_fields = _changed_fields(fields)
     for file in files:
         seen = _FieldSeen()
 
@@ -135,9 +135,9 @@ def read_input(files: list[InputFile], options: CurateOptions) -> InputRecord:
         for row in read_items(
             file.path,
             file.format,
-            options.fields,
+            fields,
             source=file.display,
-            max_chars=options.max_chars,
+            max_chars=max_chars,
             on_raw=observe if changed_fields else None,
         ):
             if isinstance(row, InputRowError):
@@ -146,7 +146,7 @@ def read_input(files: list[InputFile], options: CurateOptions) -> InputRecord:
                 items.setdefault(f"{row.source}:{row.line}", fingerprint_item(row))
             else:
                 items[row.id] = fingerprint_item(row)
-        _check_fields(file, options.fields, changed_fields, seen)
+        _check_fields(file, fields, changed_fields, seen)
     return InputRecord(files=[_file_record(f) for f in files], items=items)
 
 
@@ -231,15 +231,17 @@ def compare(outputs: OutputDir, current: InputRecord) -> InputCheck:
     return check
 
 
-def check_input(outputs: OutputDir, files: list[InputFile], options: CurateOptions) -> InputCheck:
-    """Read the input and compare it with the directory's record.
+def check_input(
+    outputs: OutputDir, files: list[InputFile], *, fields: FieldMap, max_chars: int, force: bool
+) -> InputCheck:
+    """Read the input (as `read_input`) and compare it with the directory's record.
 
     Raises:
-        SettingsMismatchError: the input differs and --force is not given.
+        SettingsMismatchError: the input differs and `force` (--force) is not given.
         SettingsError: a field flag names a field the input does not have.
     """
-    check = compare(outputs, read_input(files, options))
-    if check.differs and not options.force:
+    check = compare(outputs, read_input(files, fields=fields, max_chars=max_chars))
+    if check.differs and not force:
         raise SettingsMismatchError(
             f"{outputs.path} was made from other input: {check.describe()}; rerun with the "
             "same input to resume, use another --out, or pass --force to redo the changed "

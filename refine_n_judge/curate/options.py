@@ -9,7 +9,6 @@ Context default. API keys are never flags: they come from the environment only.
 from __future__ import annotations
 
 import argparse
-import os
 import types
 import typing
 from pathlib import Path
@@ -17,25 +16,24 @@ from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from endpoints.redact import redact_url
 from nodes.context import Context
 from refine_n_judge.curate.errors import SettingsError
 from refine_n_judge.curate.exports import DpoPairs
 from refine_n_judge.curate.readers import INPUT_FORMATS, InputFormat
 from refine_n_judge.curate.rows import FieldMap
+from refine_n_judge.curate.run_settings import (
+    DEFAULT_CONCURRENCY,
+    EMBEDDED_CONCURRENCY,
+    RecordedSettings,
+    record_settings,
+)
 
 DEFAULT_MAX_CHARS = 16_000
-DEFAULT_CONCURRENCY = 16
-EMBEDDED_CONCURRENCY = 1
-"""The embedded llama.cpp server computes one request at a time: more items in flight only
-queue up there and run into the request timeout."""
 LogFormat = Literal["text", "json"]
 Engine = Literal["local", "ray"]
 
 # Context fields whose flag is not generated from the field itself.
 _SPECIAL_FLAGS = {"judges": "--judge", "criteria": "--criteria"}
-# Settings that change how fast a run goes, not what it writes: a resume may change them.
-_OPERATIONAL_CONTEXT_FIELDS = frozenset({"request_timeout"})
 
 
 class CurateOptions(BaseModel):
@@ -69,59 +67,31 @@ class CurateOptions(BaseModel):
     in_flight_per_actor: int | None = Field(default=None, ge=1, le=4096)
     blocks: int | None = Field(default=None, ge=1)
 
-    def compared_settings(self) -> dict[str, Any]:
-        """The settings that decide what the outputs contain; a resume must match them."""
-        context = self.context.model_dump(mode="json", exclude=set(_OPERATIONAL_CONTEXT_FIELDS))
-        context["base_url"] = redact_url(context.get("base_url"))
-        return {
-            "context": context,
-            "default_model": default_model_description() if self.uses_default_model else None,
-            "fields": self.fields.model_dump(),
-            "max_chars": self.max_chars,
-            "dpo_pairs": self.dpo_pairs,
-        }
-
-    def report_settings(self) -> dict[str, Any]:
-        """Every setting for run.json: the compared ones plus the operational ones."""
-        return {
-            **self.compared_settings(),
-            "request_timeout": self.context.request_timeout,
-            "input_format": self.input_format,
-            "limit": self.limit,
-            "concurrency": self.concurrency,
-            "rps": self.rps,
-            "cache": None if self.cache is None else str(self.cache),
-            "engine": self.engine,
-        }
-
-    def effective_concurrency(self, *, embedded: bool) -> int:
-        """Items in flight: as given, else the default for the endpoint."""
-        if self.concurrency is not None:
-            return self.concurrency
-        return EMBEDDED_CONCURRENCY if embedded else DEFAULT_CONCURRENCY
-
     @property
     def uses_default_model(self) -> bool:
         """True when some role has no model name and so uses the configured default."""
-        ctx = self.context
-        return ctx.refiner is None
+        return self.context.refiner is None
 
-
-def default_model_description() -> str:
-    """Which model a missing model name means, without starting anything.
-
-    From the environment (see `endpoints.settings`); the key itself never appears.
-    """
-    from endpoints.settings import Settings, default_endpoint
-
-    settings = Settings()
-    if settings.base_url or settings.model or os.environ.get("OPENAI_API_KEY"):
-        endpoint = default_endpoint(settings)
-        where = f" at {redact_url(endpoint.base_url)}" if endpoint.base_url else ""
-        return f"{endpoint.model}{where} ({endpoint.source})"
-    from endpoints.embedded import MODEL_ALIAS
-
-    return f"{MODEL_ALIAS} (embedded model)"
+    def recorded_settings(self) -> RecordedSettings:
+        """The settings run.json records: the compared ones (a resume must match them) and
+        the operational ones."""
+        return record_settings(
+            self.context,
+            uses_default_model=self.uses_default_model,
+            compared={
+                "fields": self.fields.model_dump(),
+                "max_chars": self.max_chars,
+                "dpo_pairs": self.dpo_pairs,
+            },
+            operational={
+                "input_format": self.input_format,
+                "limit": self.limit,
+                "concurrency": self.concurrency,
+                "rps": self.rps,
+                "cache": None if self.cache is None else str(self.cache),
+                "engine": self.engine,
+            },
+        )
 
 
 # --------------------------------------------------------------------------- argparse
@@ -209,14 +179,19 @@ def add_curate_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         help='JSON file of USD per million tokens: {"model": {"input": 0.15, "output": 0.6}}',
     )
-    run.add_argument("-q", "--quiet", action="store_true", help="no progress and no summary")
-    run.add_argument(
+    add_display_arguments(run)
+    _add_ray_arguments(parser)
+
+
+def add_display_arguments(group: argparse._ArgumentGroup) -> None:
+    """-q/--quiet and --log-format: what a running command shows (`progress`)."""
+    group.add_argument("-q", "--quiet", action="store_true", help="no progress and no summary")
+    group.add_argument(
         "--log-format",
         choices=("text", "json"),
         default="text",
         help="text: progress bar and table; json: one JSON event per line on stderr",
     )
-    _add_ray_arguments(parser)
 
 
 def _add_ray_arguments(parser: argparse.ArgumentParser) -> None:

@@ -16,9 +16,9 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TypeVar
+from typing import IO, Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from nodes.state import ChainState
 from refine_n_judge.curate.errors import OutputCorruptError, OutputWriteError, SettingsError
@@ -62,6 +62,41 @@ def atomic_write_text(path: Path, text: str) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
+
+
+def write_json_document(path: Path, document: dict[str, Any]) -> None:
+    """Replace the JSON document at `path` (indented, UTF-8) atomically."""
+    atomic_write_text(path, json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+
+
+def read_json_document(path: Path, remedy: str) -> dict[str, Any] | None:
+    """The JSON object at `path`; None when there is none.
+
+    Raises:
+        OutputCorruptError: the file cannot be read; the message ends with `remedy`.
+    """
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise OutputCorruptError(f"{path} cannot be read ({exc}); {remedy}") from exc
+    return data if isinstance(data, dict) else None
+
+
+def create_output_dir(path: Path) -> None:
+    """Make the directory, or fail with a settings error saying why it cannot be used.
+
+    Raises:
+        SettingsError: it cannot be made or written to.
+    """
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise SettingsError(f"cannot write to the output directory {path}: {exc}") from exc
 
 
 def atomic_rewrite_lines(path: Path, lines: Iterable[bytes]) -> None:
@@ -193,26 +228,13 @@ class OutputDir:
 
     def create(self) -> None:
         """Make the directory, or fail with a settings error saying why it cannot be used."""
-        try:
-            self.path.mkdir(parents=True, exist_ok=True)
-            probe = self.path / f".write-probe-{os.getpid()}"
-            probe.write_bytes(b"")
-            probe.unlink()
-        except OSError as exc:
-            raise SettingsError(f"cannot write to the output directory {self.path}: {exc}") from exc
+        create_output_dir(self.path)
 
-    def read_report(self) -> dict[str, object] | None:
+    def read_report(self) -> dict[str, Any] | None:
         """The previous run.json, or None when there is none."""
-        if not self.report.exists():
-            return None
-        try:
-            data = json.loads(self.report.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise OutputCorruptError(
-                f"{self.report} cannot be read ({exc}); move it away to start the run "
-                "report afresh (the chains are kept)"
-            ) from exc
-        return data if isinstance(data, dict) else None
+        return read_json_document(
+            self.report, "move it away to start the run report afresh (the chains are kept)"
+        )
 
     def scan(
         self,
@@ -240,7 +262,7 @@ class OutputDir:
         )
         with _Rebuilder(rebuild) as rebuilder:
             for number, line in iter_lines(self.chains):
-                chain = _parse(ChainState, line, self.chains, number)
+                chain = parse_row(ChainState, line, self.chains, number)
                 if chain.id is None or chain.id in state.done:
                     state.duplicates.append(str(chain.id))
                     continue
@@ -253,7 +275,7 @@ class OutputDir:
         state.dpo_rows = self._drop_uncommitted(self.dpo, state)
         state.superseded_failures = self._retire_superseded(state.done)
         for number, line in iter_lines(self.failures):
-            row = _parse(FailureRow, line, self.failures, number)
+            row = parse_row(FailureRow, line, self.failures, number)
             if row.id in state.done or row.id in state.retrying:
                 state.duplicates.append(row.id)
                 continue
@@ -269,7 +291,7 @@ class OutputDir:
             if digest in seen:  # archived twice by a kill inside `_retire_superseded`
                 continue
             seen.add(digest)
-            on_retired(_parse(FailureRow, line, self.retired_failures, number))
+            on_retired(parse_row(FailureRow, line, self.retired_failures, number))
         if retry_failed:
             self._retrying = set(state.retrying)
         return state
@@ -437,10 +459,15 @@ def _line(text: str) -> bytes:
     return text.encode("utf-8") + b"\n"
 
 
-_Row = TypeVar("_Row", ChainState, FailureRow)
+_Row = TypeVar("_Row", bound=BaseModel)
 
 
-def _parse(kind: type[_Row], line: bytes, path: Path, number: int) -> _Row:
+def parse_row(kind: type[_Row], line: bytes, path: Path, number: int) -> _Row:
+    """One committed row of `path` (line `number`).
+
+    Raises:
+        OutputCorruptError: the row is not a valid `kind`; the message says where.
+    """
     try:
         return kind.model_validate_json(line)
     except ValidationError as exc:

@@ -18,6 +18,10 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)  # the package announces its sunset
+    from langchain_community.callbacks import openai_info
+
 from refine_n_judge.curate.errors import SettingsError
 
 
@@ -70,10 +74,6 @@ class PriceTable(BaseModel):
 
 def openai_price(model: str) -> Price | None:
     """OpenAI's list price of `model` (`openai:` prefix allowed), or None if not listed."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # the package announces its sunset
-        from langchain_community.callbacks import openai_info
-
     name = model.removeprefix("openai:")
     try:
         per_1k_in = openai_info.get_openai_token_cost_for_model(name, 1000)

@@ -16,6 +16,17 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TextIO
 
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
 from refine_n_judge.curate.errors import InputRowError
 
 MAX_PRINTED_INPUT_ERRORS = 20
@@ -233,16 +244,6 @@ class RichReporter(PlainReporter):
 
     def __init__(self, *, title: str = DEFAULT_TITLE) -> None:
         super().__init__(title=title)
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            SpinnerColumn,
-            TextColumn,
-            TimeElapsedColumn,
-        )
-
         self.console = Console(stderr=True)
         self.progress = Progress(
             SpinnerColumn(),
@@ -286,16 +287,13 @@ class RichReporter(PlainReporter):
 
 
 def make_reporter(*, quiet: bool, log_format: str, title: str = DEFAULT_TITLE) -> Reporter:
-    """The reporter for these flags (rich only on a terminal and when installed)."""
+    """The reporter for these flags (rich only on a terminal)."""
     if quiet:
         return QuietReporter()
     if log_format == "json":
         return JsonLogReporter()
     if sys.stderr.isatty():
-        try:
-            return RichReporter(title=title)
-        except ImportError:
-            pass
+        return RichReporter(title=title)
     return PlainReporter(title=title)
 
 
@@ -303,8 +301,6 @@ def print_summary(summary: dict[str, Any], console: Any, *, title: str = DEFAULT
     """The end-of-run table (rich when a console is given, plain text otherwise)."""
     rows: list[tuple[str, str]] = [(str(k), _cell(v)) for k, v in summary.items()]
     if console is not None:
-        from rich.table import Table
-
         table = Table(title=title, show_header=False)
         table.add_column("what", style="bold")
         table.add_column("value")

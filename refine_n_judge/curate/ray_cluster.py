@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 import ray
 from pydantic import BaseModel, Field
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from refine_n_judge.curate.errors import SettingsError
 
@@ -180,8 +181,6 @@ def node_label() -> str:
 
 def start_monitor(name: str) -> Any:
     """The run's `RunMonitor` actor, on the driver's node, gone with the driver."""
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
     return (
         ray.remote(RunMonitor)
         .options(

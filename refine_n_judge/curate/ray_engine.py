@@ -48,6 +48,11 @@ so local mode sets it before importing Ray, and always calls `ray.init(address="
 (a stale cluster file otherwise breaks `num_cpus`) with a logical CPU count that leaves the
 pipeline room. Joining a cluster (`--ray-address`, `RAY_ADDRESS`, `auto`) changes nothing
 of the cluster's and never stops it (see `ray_cluster`).
+
+Imports: Ray, Ray Data, pyarrow and the modules built on them (`ray_cluster`,
+`ray_rate_limit`) are the heavy optional `ray` extra, imported inside the functions that use
+them: this module loads without the extra (`curate` imports it for every run), and the
+loopback setting above must be in the environment before Ray is first imported.
 """
 
 from __future__ import annotations
@@ -61,23 +66,35 @@ import shutil
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from graph.builder import build_graph
 from nodes.context import Context
 from nodes.state import ChainState
-from refine_n_judge.curate.checks import InputFile, needs_embedded_model
 from refine_n_judge.curate.errors import CurateError, InputRowError, SettingsError
 from refine_n_judge.curate.exports import DpoPairs, dpo_rows, sft_row
-from refine_n_judge.curate.options import DEFAULT_CONCURRENCY, CurateOptions
+from refine_n_judge.curate.lifecycle import (
+    EXIT_INTERRUPTED,
+    CheckedRun,
+    finished_code,
+    iter_all_inputs,
+    resume,
+    start_message,
+    summary,
+    total_rows,
+)
+from refine_n_judge.curate.options import CurateOptions
 from refine_n_judge.curate.outcomes import is_failure
 from refine_n_judge.curate.outputs import OutputDir, iter_lines
-from refine_n_judge.curate.pricing import PriceTable
 from refine_n_judge.curate.progress import Counters, Reporter, make_reporter
 from refine_n_judge.curate.records import FailureRow, InputItem
 from refine_n_judge.curate.report import Tally
+from refine_n_judge.curate.run_settings import DEFAULT_CONCURRENCY
 from refine_n_judge.curate.runner import (
+    duplicate_id_error,
     failure_from_exception,
     failure_from_state,
     record_input_error,
@@ -115,11 +132,10 @@ class CurateActor:
         crash_marker: str | None = None,
     ) -> None:
         """`rate_bucket` and `monitor` name the run's shared actors (None: not used)."""
-        from graph.builder import build_graph
-
         limiter = None
         if rate_bucket is not None:
-            from refine_n_judge.curate.ray_rate_limit import SharedRateLimiter  # the ray extra
+            # the `ray` extra (as every Ray import here: this module loads without it)
+            from refine_n_judge.curate.ray_rate_limit import SharedRateLimiter
 
             limiter = SharedRateLimiter(rate_bucket)
         self.context = Context.model_validate(context)
@@ -131,7 +147,7 @@ class CurateActor:
         self._monitor: Any = None
         self._node = ""  # "IP/node id": which node wrote each row (run.json counts them)
         if monitor is not None:
-            import ray  # the ray extra
+            import ray  # the `ray` extra
 
             from refine_n_judge.curate.ray_cluster import MONITOR_NAMESPACE, node_label
 
@@ -141,7 +157,7 @@ class CurateActor:
 
     async def __call__(self, batch: Any) -> Any:
         """Run a batch (a pyarrow Table of staged items); one output row per item."""
-        import pyarrow as pa
+        import pyarrow as pa  # the `ray` extra (Ray Data brings pyarrow)
 
         if self._semaphore is None:  # made on Ray's actor loop, the one it serves
             self._semaphore = asyncio.Semaphore(self.in_flight)
@@ -224,18 +240,19 @@ def _fallback_item(row: dict[str, Any]) -> InputItem:
 # --------------------------------------------------------------------------- settings
 
 
-def ray_address(options: CurateOptions) -> str:
-    """Where Ray runs: --ray-address, else RAY_ADDRESS (set inside `ray job submit`), else a
-    private local Ray."""
-    return options.ray_address or os.environ.get("RAY_ADDRESS") or "local"
+def ray_address(given: str | None) -> str:
+    """Where Ray runs: `given` (--ray-address), else RAY_ADDRESS (set inside `ray job
+    submit`), else a private local Ray."""
+    return given or os.environ.get("RAY_ADDRESS") or "local"
 
 
-def in_flight_per_actor(options: CurateOptions) -> int:
-    """--in-flight-per-actor, else --concurrency (default 16) split across the actors."""
-    if options.in_flight_per_actor is not None:
-        return options.in_flight_per_actor
-    total = options.concurrency or DEFAULT_CONCURRENCY
-    return max(1, math.ceil(total / options.actors))
+def in_flight_per_actor(given: int | None, concurrency: int | None, actors: int) -> int:
+    """`given` (--in-flight-per-actor), else --concurrency (default 16) split across the
+    actors."""
+    if given is not None:
+        return given
+    total = concurrency or DEFAULT_CONCURRENCY
+    return max(1, math.ceil(total / actors))
 
 
 def batch_size_for(in_flight: int) -> int:
@@ -244,30 +261,30 @@ def batch_size_for(in_flight: int) -> int:
     return max(1, math.ceil(in_flight / 2))
 
 
-def check_ray_options(options: CurateOptions) -> None:
-    """Refuse what the Ray engine cannot do, before anything runs.
+def check_ray_options(address: str, *, cache: Path | None, embedded: bool) -> None:
+    """Refuse what the Ray engine cannot do, before anything runs (`embedded`: the run would
+    use the embedded model); on a loopback `address`, keep Ray's sockets on it.
 
     Raises:
         SettingsError: --cache, the embedded model, or Ray not installed.
     """
-    if options.cache is not None:
+    if cache is not None:
         raise SettingsError(
             "--cache works with --engine local only (one SQLite file is not shared by actors "
             "on several machines); drop --cache or use --engine local"
         )
-    if needs_embedded_model(options):
+    if embedded:
         raise SettingsError(
             "--engine ray needs a model server: pass --base-url (or set "
             "REFINE_N_JUDGE_BASE_URL / OPENAI_API_KEY); the embedded model serves one process"
         )
-    address = ray_address(options)
     host = address.removeprefix("ray://").rsplit(":", 1)[0].strip("[]")
     if address == "local" or host in LOOPBACK_HOSTS:
         # read by Ray at import: a driver of a cluster on 127.0.0.1 must be on it too (else
         # Ray takes this machine's first address for it and listens on every interface)
         os.environ.update(LOOPBACK_ENV)
     try:
-        import ray.data  # noqa: F401
+        import ray.data  # noqa: F401 - the `ray` extra
     except ImportError as exc:
         raise SettingsError(
             "--engine ray needs Ray Data: pip install 'refine-n-judge[ray]'"
@@ -306,17 +323,7 @@ class Stager:
                     self._input_error(row)
                     continue
                 if row.id in self.seen:
-                    self._input_error(
-                        InputRowError(
-                            f"repeats the id {row.id!r} of an earlier row; give each row its "
-                            "own id (or drop the duplicate)",
-                            source=row.source,
-                            line=row.line,
-                            field="id",
-                            item_id=row.id,
-                            kind="duplicate_id",
-                        )
-                    )
+                    self._input_error(duplicate_id_error(row))
                     continue
                 self.seen.add(row.id)
                 if row.id in self.done:
@@ -399,8 +406,24 @@ def merge_shards(
 # --------------------------------------------------------------------------- the run
 
 
+@dataclass(frozen=True)
+class RayPlan:
+    """What the Ray side of a run is given (made from the options by `curate_on_ray`)."""
+
+    address: str
+    """Where Ray runs (see `ray_address`)."""
+    actors: int
+    in_flight: int
+    """Items in flight in each actor (see `in_flight_per_actor`)."""
+    blocks: int | None
+    """Blocks the input is split into (None: by `ITEMS_PER_BLOCK`)."""
+    rps: float | None
+    quiet: bool
+    context: Context
+
+
 def run_pipeline(
-    options: CurateOptions,
+    plan: RayPlan,
     staged: Path,
     shards: Path,
     n_items: int,
@@ -410,6 +433,7 @@ def run_pipeline(
 
     `shared` names the run's rate bucket and monitor actors (`CurateActor` arguments).
     """
+    # the `ray` extra (Ray Data brings pyarrow)
     import pyarrow as pa
     import pyarrow.json as pajson
     import ray.data
@@ -417,9 +441,9 @@ def run_pipeline(
     from refine_n_judge.curate.ray_cluster import ACTOR_CPUS
 
     context = ray.data.DataContext.get_current()
-    context.enable_progress_bars = not options.quiet
-    in_flight = in_flight_per_actor(options)
-    blocks = options.blocks or max(2 * options.actors, math.ceil(n_items / ITEMS_PER_BLOCK))
+    context.enable_progress_bars = not plan.quiet
+    in_flight = plan.in_flight
+    blocks = plan.blocks or max(2 * plan.actors, math.ceil(n_items / ITEMS_PER_BLOCK))
     schema = pa.schema(
         [
             ("id", pa.string()),
@@ -439,14 +463,14 @@ def run_pipeline(
     results = dataset.map_batches(
         CurateActor,
         fn_constructor_kwargs={
-            "context": options.context.model_dump(mode="json"),
+            "context": plan.context.model_dump(mode="json"),
             "in_flight": in_flight,
             "crash_marker": os.environ.get(CRASH_MARKER_ENV),
             **shared,
         },
         batch_format="pyarrow",
         batch_size=batch_size_for(in_flight),
-        compute=ray.data.ActorPoolStrategy(size=options.actors),
+        compute=ray.data.ActorPoolStrategy(size=plan.actors),
         num_cpus=ACTOR_CPUS,  # Ray Data places the pool with its default, SPREAD, strategy
     )
     results.write_json(str(shards))
@@ -455,8 +479,10 @@ def run_pipeline(
 class RayRun:
     """The Ray side of one invocation: connect once, the shared actors, the attempts."""
 
-    def __init__(self, options: CurateOptions, warn: Any, note: Any) -> None:
-        self.options = options
+    def __init__(
+        self, plan: RayPlan, warn: Callable[[str], None], note: Callable[[str], None]
+    ) -> None:
+        self.plan = plan
         self.warn = warn
         self.note = note
         self.session: Any = None
@@ -467,34 +493,35 @@ class RayRun:
 
     def connect(self) -> Any:
         """Start or join Ray (once) and start the run's shared actors; the session."""
+        # the `ray` extra
         from refine_n_judge.curate.ray_cluster import connect, start_monitor
         from refine_n_judge.curate.ray_rate_limit import start_bucket
 
         if self.session is not None:
             return self.session
-        options = self.options
-        self.session, self.disconnect = connect(ray_address(options), options.actors, options.quiet)
+        plan = self.plan
+        self.session, self.disconnect = connect(plan.address, plan.actors, plan.quiet)
         self.note(self.session.describe())
         run_id = f"curate-{os.getpid()}-{int(time.time() * 1000)}"
         self.shared = {"monitor": f"{run_id}-monitor", "rate_bucket": None}
         self._handles.append(start_monitor(f"{run_id}-monitor"))
-        if options.rps is not None:
+        if plan.rps is not None:
             self.shared["rate_bucket"] = f"{run_id}-rps"
-            self._handles.append(start_bucket(f"{run_id}-rps", options.rps))
+            self._handles.append(start_bucket(f"{run_id}-rps", plan.rps))
         return self.session
 
     def run(self, staged: Path, shards: Path, n_items: int) -> None:
         """One pipeline run, watched (a warning if it cannot start or stalls)."""
-        from refine_n_judge.curate.ray_cluster import StallWatch
+        from refine_n_judge.curate.ray_cluster import StallWatch  # the `ray` extra
 
-        with StallWatch(self._handles[0], self.options.actors, self.warn):
-            run_pipeline(self.options, staged, shards, n_items, self.shared)
+        with StallWatch(self._handles[0], self.plan.actors, self.warn):
+            run_pipeline(self.plan, staged, shards, n_items, self.shared)
 
     def close(self) -> None:
         """Stop the shared actors; stop (or leave) Ray."""
         if self.session is None:
             return
-        import ray
+        import ray  # the `ray` extra
 
         for handle in self._handles:  # gone with the driver anyway; not with a reused Ray
             with contextlib.suppress(Exception):  # already gone (a lost node, a broken Ray)
@@ -510,39 +537,26 @@ class RayRun:
         return self.session.model_dump(mode="json")
 
 
-def curate_on_ray(
-    options: CurateOptions,
-    files: list[InputFile],
-    outputs: OutputDir,
-    prices: PriceTable,
-    previous: dict[str, Any] | None,
-    changed: list[str],
-    reporter: Reporter | None = None,
-) -> int:
-    """Run `curate --engine ray` after the shared checks; the process exit code.
+def curate_on_ray(options: CurateOptions, run: CheckedRun, reporter: Reporter | None = None) -> int:
+    """Run `curate --engine ray` after `curate`'s checks; the process exit code.
 
     Raises:
         SettingsError: the Ray engine cannot run these settings, or the cluster cannot be
             joined or has too few CPUs (nothing was called).
     """
-    from refine_n_judge.curate.command import (
-        EXIT_FAILURES,
-        EXIT_INTERRUPTED,
-        EXIT_OK,
-        ReportWriter,
-        _start_message,
-        _summary,
-        _total_rows,
-        _where_message,
-        iter_all_inputs,
+    plan = RayPlan(
+        address=ray_address(options.ray_address),
+        actors=options.actors,
+        in_flight=in_flight_per_actor(
+            options.in_flight_per_actor, options.concurrency, options.actors
+        ),
+        blocks=options.blocks,
+        rps=options.rps,
+        quiet=options.quiet,
+        context=options.context,
     )
-
-    check_ray_options(options)
+    check_ray_options(plan.address, cache=options.cache, embedded=run.settings.uses_embedded_model)
     reporter = reporter or make_reporter(quiet=options.quiet, log_format=options.log_format)
-    tally = Tally()
-
-    def export(state: Any) -> tuple[Any, Any]:
-        return sft_row(state), dpo_rows(state, options.dpo_pairs)
 
     def warn(message: str) -> None:  # a stalled run is said even with --quiet
         if options.quiet:
@@ -550,50 +564,38 @@ def curate_on_ray(
         else:
             reporter.note(message)
 
-    resume = outputs.scan(
-        tally.add_chain,
-        tally.add_failure,
-        tally.add_retired,
-        export,
+    resumed = resume(
+        run,
+        dpo_pairs=options.dpo_pairs,
         retry_failed=options.retry_failed,
+        concurrency=plan.in_flight * plan.actors,
     )
-    tally.sft_rows, tally.dpo_rows = resume.sft_rows, resume.dpo_rows
-    tally.expect_retries(resume.retrying)  # a retried failure stays one until redone
-    retired = len(resume.retrying)
-    writer = ReportWriter(options, outputs, files, tally, prices, previous)
-    writer.current.retried_failures = retired
-    writer.current.concurrency = in_flight_per_actor(options) * options.actors
-    writer.current.forced_settings_changes = changed
-    writer.current.repaired = resume.repaired + [f"rebuilt {name}" for name in resume.rebuilt]
-    counters = Counters(total=_total_rows(files))
+    tally, writer, done = resumed.tally, resumed.writer, resumed.state.done
+    outputs = run.outputs
+    counters = Counters(total=total_rows(run.files))
     work = outputs.path / WORK_DIR
     shards_root = work / "shards"
-    ray_run = RayRun(options, warn, reporter.note)
+    ray_run = RayRun(plan, warn, reporter.note)
 
     def merge() -> None:
         merge_shards(
-            shards_root,
-            outputs,
-            tally,
-            resume.done,
-            options.dpo_pairs,
-            counters,
-            ray_run.items_by_node,
+            shards_root, outputs, tally, done, options.dpo_pairs, counters, ray_run.items_by_node
         )
 
     status = "failed"
     outputs.open()
     try:
-        leftover = merge_shards(shards_root, outputs, tally, resume.done, options.dpo_pairs)
+        leftover = merge_shards(shards_root, outputs, tally, done, options.dpo_pairs)
         shutil.rmtree(shards_root, ignore_errors=True)
         writer.write("running")
-        reporter.start(counters, _start_message(options, files, resume.done, retired))
+        reporter.start(counters, start_message(run, options.context.refiner, done, resumed.retried))
         if leftover:
             reporter.note(f"merged {leftover} item(s) a stopped run had finished")
         work.mkdir(parents=True, exist_ok=True)
         staged_path = work / "input.jsonl"
-        stager = Stager(outputs, tally, resume.done, counters, reporter, options.limit)
-        staged = stager.stage(iter_all_inputs(files, options), staged_path)
+        stager = Stager(outputs, tally, done, counters, reporter, options.limit)
+        rows = iter_all_inputs(run.files, fields=options.fields, max_chars=options.max_chars)
+        staged = stager.stage(rows, staged_path)
         interrupted = False
         attempt = 0
         while staged and not interrupted:
@@ -614,7 +616,7 @@ def curate_on_ray(
                 if attempt >= MAX_ATTEMPTS:
                     raise
                 retry_path = work / f"input-{attempt + 1}.jsonl"
-                staged = restage(staged_path, resume.done, retry_path)
+                staged = restage(staged_path, done, retry_path)
                 staged_path = retry_path
                 warn(
                     f"the Ray pipeline failed ({type(exc).__name__}: "
@@ -633,13 +635,10 @@ def curate_on_ray(
         finally:
             outputs.close()
             writer.current.ray = ray_run.report()
-            writer.current.new_items = counters.succeeded
-            writer.current.new_failures = counters.failed
-            writer.current.skipped_done = counters.skipped
-            report = writer.write(status)
-            reporter.finish(counters, _summary(report, counters, outputs))
+            report = writer.finish(status, counters)
+            reporter.finish(counters, summary(report, counters, outputs))
     if status == "interrupted":
         return EXIT_INTERRUPTED
-    if not options.quiet and options.log_format == "text":
-        print(_where_message(report, outputs))
-    return EXIT_FAILURES if tally.failures else EXIT_OK
+    return finished_code(
+        report, outputs, show_where=not options.quiet and options.log_format == "text"
+    )

@@ -16,6 +16,7 @@ from typing import Any
 
 import ray
 from langchain_core.rate_limiters import BaseRateLimiter
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 BUCKET_NAMESPACE = "refine_n_judge"
 
@@ -104,8 +105,6 @@ def start_bucket(name: str, rps: float) -> Any:
     It needs no CPU, is restarted if its process dies (its calls are retried, so a
     restart costs at most one burst), and goes away with the driver.
     """
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
     rate, burst = bucket_settings(rps)
     return (
         ray.remote(TokenBucket)

@@ -155,7 +155,7 @@ def count_rows(path: Path, fmt: InputFormat) -> int | None:
     """A quick row count for the progress bar's total and ETA; None when not cheap."""
     try:
         if fmt == "parquet":
-            import pyarrow.parquet as pq
+            import pyarrow.parquet as pq  # the `data` extra
 
             return int(pq.ParquetFile(path).metadata.num_rows)
         if path.suffix.lower() == ".gz" or fmt == "json":
@@ -490,7 +490,7 @@ def _raise_csv_field_limit() -> None:
 
 
 def _parquet_rows(path: Path, converter: RowConverter, _fmt: str) -> RowStream:
-    try:
+    try:  # the `data` extra
         import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError as exc:

@@ -59,6 +59,19 @@ def failure_from_input(error: InputRowError) -> FailureRow:
     )
 
 
+def duplicate_id_error(item: InputItem) -> InputRowError:
+    """The input error of a row that repeats an earlier row's id (both engines)."""
+    return InputRowError(
+        f"repeats the id {item.id!r} of an earlier row; give each row its own id "
+        "(or drop the duplicate)",
+        source=item.source,
+        line=item.line,
+        field="id",
+        item_id=item.id,
+        kind="duplicate_id",
+    )
+
+
 def failure_from_state(item: InputItem, state: ChainState) -> FailureRow:
     """The failures.jsonl row of an item the models could not finish (chain attached)."""
     last = state.failures[-1] if state.failures else None
@@ -206,16 +219,7 @@ class CurateRunner:
                 self._record_input_error(row)
                 continue
             if row.id in self.seen:
-                duplicate = InputRowError(
-                    f"repeats the id {row.id!r} of an earlier row; give each row its own id "
-                    "(or drop the duplicate)",
-                    source=row.source,
-                    line=row.line,
-                    field="id",
-                    item_id=row.id,
-                    kind="duplicate_id",
-                )
-                self._record_input_error(duplicate)
+                self._record_input_error(duplicate_id_error(row))
                 continue
             self.seen.add(row.id)
             if row.id in self.done:

@@ -9,19 +9,22 @@ work free.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
+from typing import Any
 
+from nodes.context import Context
 from nodes.models import ModelProvider
 from refine_n_judge.curate.cache import CountingSQLiteCache, install_cache, uninstall_cache
 from refine_n_judge.curate.checks import (
     check_models,
-    settings_differences,
-    start_embedded_model,
+    embedded_model_running,
+    refuse_changed_settings,
 )
-from refine_n_judge.curate.command import make_rate_limiter
-from refine_n_judge.curate.endpoint_check import probe_endpoint
-from refine_n_judge.curate.errors import SettingsMismatchError
+from refine_n_judge.curate.endpoint_check import endpoint_of, probe_endpoint
 from refine_n_judge.curate.event_loop import run_until_done_or_stopped
 from refine_n_judge.curate.progress import Reporter, make_reporter
+from refine_n_judge.curate.rate_limit import make_rate_limiter
+from refine_n_judge.curate.run_settings import RecordedSettings, effective_concurrency
 from refine_n_judge.judge_check.options import JudgeCheckOptions
 from refine_n_judge.judge_check.readers import PairFormat, detect_pair_format, read_pairs
 from refine_n_judge.judge_check.records import PairResult
@@ -50,23 +53,34 @@ TITLE = "refine-n-judge judge-check"
 class _Session:
     """What the report is built from: the results so far and the run's counts."""
 
-    def __init__(self, options: JudgeCheckOptions, fmt: PairFormat, results: ResultsDir) -> None:
-        self.options = options
+    def __init__(
+        self,
+        context: Context,
+        pairs: Path,
+        fmt: PairFormat,
+        results: ResultsDir,
+        settings: RecordedSettings,
+        target_precision: float | None,
+    ) -> None:
+        self.context = context
+        self.pairs = pairs
         self.fmt = fmt
         self.results = results
+        self.settings = settings
+        self.target_precision = target_precision
         self.judged: list[PairResult] = []
         self.counts = RunCounts()
 
     def report(self, status: str, *, plots: bool = False) -> JudgeCheckReport:
         report = build_report(
             self.judged,
-            self.options.context,
+            self.context,
             status=status,
-            pairs_file=str(self.options.pairs),
+            pairs_file=str(self.pairs),
             pair_format=self.fmt,
-            settings=self.options.report_settings(),
+            settings=self.settings.reported,
             counts=self.counts,
-            target_precision=self.options.target_precision,
+            target_precision=self.target_precision,
         )
         if plots:
             try:
@@ -74,7 +88,7 @@ class _Session:
             except ImportError:
                 report.plots_note = "matplotlib is missing: pip install 'refine-n-judge[evals]'"
         document = report.model_dump(mode="json")
-        document["compared_settings"] = self.options.compared_settings()
+        document["compared_settings"] = self.settings.compared
         self.results.write_report(document, markdown(report) if status != "running" else None)
         return report
 
@@ -89,38 +103,35 @@ def judge_check(options: JudgeCheckOptions, reporter: Reporter | None = None) ->
     check_models(options.context)
     results = ResultsDir(options.out)
     results.create()
-    changed = _check_resume_settings(results, options)
-    if options.report_only:
-        return _report_only(options, fmt, results)
-    endpoint = _endpoint(options)
-    if endpoint is not None:
-        probe_endpoint(
-            endpoint, "--base-url" if options.context.base_url else "REFINE_N_JUDGE_BASE_URL"
-        )
-    embedded = _embedded(options)
-    if embedded:
-        start_embedded_model()
-    reporter = reporter or make_reporter(
-        quiet=options.quiet, log_format=options.log_format, title=TITLE
+    settings = options.recorded_settings()
+    session = _Session(
+        options.context, options.pairs, fmt, results, settings, options.target_precision
     )
-    try:
-        return _run(options, fmt, results, reporter, embedded, changed)
-    finally:
-        if embedded:
-            from endpoints.settings import stop_embedded_server
+    changed = _check_resume_settings(results, settings.compared, force=options.force)
+    if options.report_only:
+        return _report_only(
+            session, plots=options.plots, quiet=options.quiet, log_format=options.log_format
+        )
+    endpoint = endpoint_of(options.context, uses_default_model=options.uses_default_model)
+    if endpoint is not None:
+        probe_endpoint(endpoint)
+    embedded = settings.uses_embedded_model
+    with embedded_model_running(embedded):
+        reporter = reporter or make_reporter(
+            quiet=options.quiet, log_format=options.log_format, title=TITLE
+        )
+        return _judge_pairs(options, session, reporter, embedded, changed)
 
-            stop_embedded_server()
 
-
-def _run(
+def _judge_pairs(
     options: JudgeCheckOptions,
-    fmt: PairFormat,
-    results: ResultsDir,
+    session: _Session,
     reporter: Reporter,
     embedded: bool,
     changed: list[str],
 ) -> int:
-    session = _Session(options, fmt, results)
+    """Judge the pairs not judged yet (the command's run, after its checks)."""
+    fmt, results = session.fmt, session.results
     repaired = results.repair()
     judged, failures = results.load()
     retried = 0
@@ -140,7 +151,7 @@ def _run(
     session.counts.input_errors = sum(f.stage == "input" for f in failures)
     session.counts.failed_pairs = sum(f.stage != "input" for f in failures)
     session.report("running")
-    concurrency = options.effective_concurrency(embedded=embedded)
+    concurrency = effective_concurrency(options.concurrency, embedded=embedded)
     start = f"judge-check {options.pairs.name} ({fmt}) -> {options.out}"
     if done:
         start += f" (resuming: {len(done)} row(s) already done)"
@@ -197,9 +208,9 @@ def _run(
     return EXIT_FAILURES if failed else EXIT_OK
 
 
-def _report_only(options: JudgeCheckOptions, fmt: PairFormat, results: ResultsDir) -> int:
+def _report_only(session: _Session, *, plots: bool, quiet: bool, log_format: str) -> int:
     """The report over what OUT holds, with this run's report settings; no model call."""
-    session = _Session(options, fmt, results)
+    results = session.results
     results.repair()
     session.judged, failures = results.load()
     session.counts.input_errors = sum(f.stage == "input" for f in failures)
@@ -207,9 +218,9 @@ def _report_only(options: JudgeCheckOptions, fmt: PairFormat, results: ResultsDi
     previous = results.read_report() or {}
     earlier = RunCounts.model_validate(previous.get("counts") or {})
     session.counts.filtered_out, session.counts.cache = earlier.filtered_out, earlier.cache
-    report = session.report(str(previous.get("status") or "finished"), plots=options.plots)
-    if not options.quiet:
-        reporter = make_reporter(quiet=False, log_format=options.log_format, title=TITLE)
+    report = session.report(str(previous.get("status") or "finished"), plots=plots)
+    if not quiet:
+        reporter = make_reporter(quiet=False, log_format=log_format, title=TITLE)
         reporter.finish(PairCounters(), dict(summary_rows(report)))
     return EXIT_OK
 
@@ -228,35 +239,18 @@ def _where(results: ResultsDir, report: JudgeCheckReport) -> str:
     return f"outputs in {results.path}/: " + ", ".join(files)
 
 
-def _check_resume_settings(results: ResultsDir, options: JudgeCheckOptions) -> list[str]:
-    """How the settings changed since the directory's last run; refused unless --force."""
+def _check_resume_settings(
+    results: ResultsDir, compared: dict[str, Any], *, force: bool
+) -> list[str]:
+    """How the settings changed since the directory's last run; refused unless `force`."""
     previous = results.read_report()
     has_rows = any(p.exists() and p.stat().st_size for p in (results.judgments, results.failures))
     if previous is None or not has_rows:
         return []
-    diffs = settings_differences(previous.get("compared_settings"), options.compared_settings())
-    if diffs and not options.force:
-        shown = "; ".join(diffs[:5]) + (f"; and {len(diffs) - 5} more" if len(diffs) > 5 else "")
-        raise SettingsMismatchError(
-            f"{results.path} holds judgments made with other settings ({shown}); rerun with "
-            "the same settings to resume, use another --out, or pass --force to continue anyway"
-        )
-    return diffs
-
-
-def _endpoint(options: JudgeCheckOptions) -> str | None:
-    """The base URL the judges will call, when there is one to probe."""
-    if options.context.base_url:
-        return options.context.base_url
-    if options.uses_default_model:
-        from endpoints.settings import Settings
-
-        return Settings().base_url
-    return None
-
-
-def _embedded(options: JudgeCheckOptions) -> bool:
-    """True when the default model judges and it is the embedded one."""
-    return options.uses_default_model and str(
-        options.compared_settings()["default_model"]
-    ).endswith("(embedded model)")
+    return refuse_changed_settings(
+        previous.get("compared_settings"),
+        compared,
+        force=force,
+        path=results.path,
+        holds="judgments",
+    )

@@ -5,26 +5,25 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from nodes.context import Context
 from refine_n_judge.curate.errors import SettingsError
 from refine_n_judge.curate.options import (
-    DEFAULT_CONCURRENCY,
-    EMBEDDED_CONCURRENCY,
     LogFormat,
     add_context_arguments,
+    add_display_arguments,
     context_from_args,
-    default_model_description,
     describe_validation_error,
-    redact_url,
+)
+from refine_n_judge.curate.run_settings import (
+    DEFAULT_CONCURRENCY,
+    EMBEDDED_CONCURRENCY,
+    RecordedSettings,
+    record_settings,
 )
 from refine_n_judge.judge_check.readers import PAIR_FORMATS, PairFormat
-
-# Settings that change how fast a run goes or what the report shows, not the judgments.
-_OPERATIONAL_CONTEXT_FIELDS = frozenset({"request_timeout"})
 
 
 class JudgeCheckOptions(BaseModel):
@@ -55,35 +54,25 @@ class JudgeCheckOptions(BaseModel):
         """True when no judge is named, so the default model judges (as in `curate`)."""
         return not self.context.judges and self.context.refiner is None
 
-    def compared_settings(self) -> dict[str, Any]:
-        """The settings the judgments depend on; a resume must match them."""
-        context = self.context.model_dump(mode="json", exclude=set(_OPERATIONAL_CONTEXT_FIELDS))
-        context["base_url"] = redact_url(context.get("base_url"))
-        return {
-            "context": context,
-            "default_model": default_model_description() if self.uses_default_model else None,
-            "pair_format": self.pair_format,
-            "unanimous": self.unanimous,
-            "no_ties": self.no_ties,
-        }
-
-    def report_settings(self) -> dict[str, Any]:
-        """Every setting, for report.json."""
-        return {
-            **self.compared_settings(),
-            "request_timeout": self.context.request_timeout,
-            "limit": self.limit,
-            "concurrency": self.concurrency,
-            "rps": self.rps,
-            "cache": None if self.cache is None else str(self.cache),
-            "target_precision": self.target_precision,
-        }
-
-    def effective_concurrency(self, *, embedded: bool) -> int:
-        """Pairs in flight: as given, else `curate`'s default for the endpoint."""
-        if self.concurrency is not None:
-            return self.concurrency
-        return EMBEDDED_CONCURRENCY if embedded else DEFAULT_CONCURRENCY
+    def recorded_settings(self) -> RecordedSettings:
+        """The settings report.json records: the compared ones (the judgments depend on
+        them; a resume must match them) and the operational ones."""
+        return record_settings(
+            self.context,
+            uses_default_model=self.uses_default_model,
+            compared={
+                "pair_format": self.pair_format,
+                "unanimous": self.unanimous,
+                "no_ties": self.no_ties,
+            },
+            operational={
+                "limit": self.limit,
+                "concurrency": self.concurrency,
+                "rps": self.rps,
+                "cache": None if self.cache is None else str(self.cache),
+                "target_precision": self.target_precision,
+            },
+        )
 
 
 def add_judge_check_arguments(parser: argparse.ArgumentParser) -> None:
@@ -157,13 +146,7 @@ def add_judge_check_arguments(parser: argparse.ArgumentParser) -> None:
         "--target-precision)",
     )
     run.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
-    run.add_argument("-q", "--quiet", action="store_true", help="no progress and no summary")
-    run.add_argument(
-        "--log-format",
-        choices=("text", "json"),
-        default="text",
-        help="text: progress bar and table; json: one JSON event per line on stderr",
-    )
+    add_display_arguments(run)
 
 
 def judge_check_options_from_args(args: argparse.Namespace) -> JudgeCheckOptions:

@@ -9,20 +9,20 @@ with a line is never judged again. The primitives are `curate`'s.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import IO, Any
 
-from pydantic import ValidationError
-
-from refine_n_judge.curate.errors import OutputCorruptError, SettingsError
 from refine_n_judge.curate.outputs import (
     FAILURES,
     atomic_rewrite_lines,
     atomic_write_text,
+    create_output_dir,
     iter_lines,
+    parse_row,
+    read_json_document,
     repair_torn_tail,
     write_all,
+    write_json_document,
 )
 from refine_n_judge.curate.records import FailureRow
 from refine_n_judge.judge_check.records import PairResult
@@ -46,13 +46,7 @@ class ResultsDir:
 
     def create(self) -> None:
         """Make the directory, or refuse with a message saying why it cannot be used."""
-        try:
-            self.path.mkdir(parents=True, exist_ok=True)
-            probe = self.path / f".write-probe-{os.getpid()}"
-            probe.write_bytes(b"")
-            probe.unlink()
-        except OSError as exc:
-            raise SettingsError(f"cannot write to the output directory {self.path}: {exc}") from exc
+        create_output_dir(self.path)
 
     def repair(self) -> list[str]:
         """Cut torn last lines; the names of the files repaired."""
@@ -61,10 +55,10 @@ class ResultsDir:
     def load(self) -> tuple[list[PairResult], list[FailureRow]]:
         """Everything committed so far."""
         results = [
-            _parse(PairResult, line, self.judgments, n) for n, line in iter_lines(self.judgments)
+            parse_row(PairResult, line, self.judgments, n) for n, line in iter_lines(self.judgments)
         ]
         failures = [
-            _parse(FailureRow, line, self.failures, n) for n, line in iter_lines(self.failures)
+            parse_row(FailureRow, line, self.failures, n) for n, line in iter_lines(self.failures)
         ]
         return results, failures
 
@@ -76,22 +70,14 @@ class ResultsDir:
 
     def read_report(self) -> dict[str, Any] | None:
         """The previous report.json, or None."""
-        if not self.report_json.exists():
-            return None
-        try:
-            data = json.loads(self.report_json.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise OutputCorruptError(
-                f"{self.report_json} cannot be read ({exc}); move it away (the judgments are "
-                "kept and the report is rebuilt from them)"
-            ) from exc
-        return data if isinstance(data, dict) else None
+        return read_json_document(
+            self.report_json,
+            "move it away (the judgments are kept and the report is rebuilt from them)",
+        )
 
     def write_report(self, document: dict[str, Any], markdown: str | None = None) -> None:
         """report.json (and report.md), each replaced atomically."""
-        atomic_write_text(
-            self.report_json, json.dumps(document, indent=2, ensure_ascii=False) + "\n"
-        )
+        write_json_document(self.report_json, document)
         if markdown is not None:
             atomic_write_text(self.report_md, markdown)
 
@@ -110,14 +96,3 @@ class ResultsDir:
 
     def write_failure(self, row: FailureRow) -> None:
         write_all(self._handles["failures"], row.to_json_line().encode("utf-8") + b"\n")
-
-
-def _parse(kind: Any, line: bytes, path: Path, number: int) -> Any:
-    try:
-        return kind.model_validate_json(line)
-    except ValidationError as exc:
-        raise OutputCorruptError(
-            f"{path}:{number} is not a valid {kind.__name__} row: "
-            f"{str(exc).splitlines()[0]}. Only a torn last line is repaired automatically; "
-            "fix or remove that line and rerun"
-        ) from exc

@@ -14,6 +14,7 @@ import pytest
 
 from refine_n_judge import cli
 from refine_n_judge.curate.options import options_from_args
+from refine_n_judge.curate.run_settings import effective_concurrency
 from tests.support.fake_openai import FakeOpenAIServer
 from tests.support.scripts import versioned_responder
 
@@ -178,16 +179,16 @@ def test_rps_gives_every_model_one_shared_rate_limiter(
 ) -> None:
     from langchain_core.rate_limiters import InMemoryRateLimiter
 
-    from refine_n_judge.curate import command
+    from refine_n_judge.curate import local_engine
 
     seen: dict[str, object] = {}
-    real_build_graph = command.build_graph
+    real_build_graph = local_engine.build_graph
 
     def spy(**kwargs: object) -> object:
         seen.update(kwargs)
         return real_build_graph(**kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(command, "build_graph", spy)
+    monkeypatch.setattr(local_engine, "build_graph", spy)
     code = cli.main(
         ["curate", str(data), "--out", str(tmp_path / "o"), "--refiner", "fake",
          "--base-url", server.base_url, "--rps", "50", "--quiet"]
@@ -200,7 +201,7 @@ def test_rps_gives_every_model_one_shared_rate_limiter(
 
 def test_concurrency_defaults_to_one_on_the_embedded_model(tmp_path: Path) -> None:
     options = parse("in.jsonl", "--out", str(tmp_path))
-    assert options.effective_concurrency(embedded=True) == 1  # type: ignore[attr-defined]
-    assert options.effective_concurrency(embedded=False) == 16  # type: ignore[attr-defined]
+    assert effective_concurrency(options.concurrency, embedded=True) == 1
+    assert effective_concurrency(options.concurrency, embedded=False) == 16
     given = parse("in.jsonl", "--out", str(tmp_path), "--concurrency", "4")
-    assert given.effective_concurrency(embedded=True) == 4  # type: ignore[attr-defined]
+    assert effective_concurrency(given.concurrency, embedded=True) == 4

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,7 +27,7 @@ from refine_n_judge.curate.endpoint_health import (
 from refine_n_judge.curate.errors import SettingsError, SettingsMismatchError
 from refine_n_judge.curate.folder_lock import FolderInUseError, FolderLock
 from refine_n_judge.curate.input_record import apply_input, check_input
-from refine_n_judge.curate.options import CurateOptions
+from refine_n_judge.curate.options import DEFAULT_MAX_CHARS
 from refine_n_judge.curate.outputs import OutputDir
 from refine_n_judge.curate.records import FailureRow
 from refine_n_judge.curate.rows import FieldMap
@@ -68,8 +69,10 @@ def test_a_killed_holder_releases_the_lock(tmp_path: Path) -> None:
             holder.wait()
 
 
-def options_for(data: Path, out: Path, **kw: object) -> CurateOptions:
-    return CurateOptions(inputs=[data], out=out, **kw)  # type: ignore[arg-type]
+def reading(*, fields: FieldMap | None = None, force: bool = False) -> dict[str, Any]:
+    """`check_input`'s settings: the field flags (default: none given), the default
+    --max-chars, and --force."""
+    return {"fields": fields or FieldMap(), "max_chars": DEFAULT_MAX_CHARS, "force": force}
 
 
 def write_rows(path: Path, rows: list[dict[str, str]]) -> Path:
@@ -90,11 +93,11 @@ def test_the_input_record_refuses_a_changed_or_missing_row_unless_forced(tmp_pat
     outputs = OutputDir(tmp_path / "out")
     outputs.create()
     files = [InputFile(data, "jsonl", "in.jsonl")]
-    apply_input(outputs, check_input(outputs, files, options_for(data, outputs.path)))
+    apply_input(outputs, check_input(outputs, files, **reading()))
     commit(outputs, "r0", "r1", "r2")
     # Appending a row and editing one not done yet is no change to what is done.
     write_rows(data, [*rows[:3], {"id": "r3", "question": "new"}, {"id": "r4", "question": "q"}])
-    assert not check_input(outputs, files, options_for(data, outputs.path)).differs
+    assert not check_input(outputs, files, **reading()).differs
     # Editing a done row, dropping another: refused, with the ids.
     write_rows(data, [rows[0], {"id": "r1", "question": "edited"}, rows[3]])
     with pytest.raises(
@@ -102,13 +105,13 @@ def test_the_input_record_refuses_a_changed_or_missing_row_unless_forced(tmp_pat
         match=r"1 row\(s\) changed .*first ids: r1\).*"
         r"1 done row\(s\) are not in the input any more \(first ids: r2\)",
     ):
-        check_input(outputs, files, options_for(data, outputs.path))
-    forced = check_input(outputs, files, options_for(data, outputs.path, force=True))
+        check_input(outputs, files, **reading())
+    forced = check_input(outputs, files, **reading(force=True))
     assert forced.changed == ["r1"] and forced.gone == ["r2"]
     assert apply_input(outputs, forced) == 1  # r1's result taken out, to be redone
     assert [json.loads(x)["id"] for x in outputs.failures.read_text().splitlines()] == ["r0", "r2"]
     # After --force the kept row r2 is no longer compared.
-    assert not check_input(outputs, files, options_for(data, outputs.path)).differs
+    assert not check_input(outputs, files, **reading()).differs
 
 
 def test_the_input_record_refuses_other_input_files(tmp_path: Path) -> None:
@@ -118,17 +121,13 @@ def test_the_input_record_refuses_other_input_files(tmp_path: Path) -> None:
     outputs.create()
     apply_input(
         outputs,
-        check_input(
-            outputs, [InputFile(data, "jsonl", "a.jsonl")], options_for(data, outputs.path)
-        ),
+        check_input(outputs, [InputFile(data, "jsonl", "a.jsonl")], **reading()),
     )
     commit(outputs, "x")
     with pytest.raises(
         SettingsMismatchError, match=r"the input files were \[.*a.jsonl'\], now \[.*b.jsonl'\]"
     ):
-        check_input(
-            outputs, [InputFile(other, "jsonl", "b.jsonl")], options_for(other, outputs.path)
-        )
+        check_input(outputs, [InputFile(other, "jsonl", "b.jsonl")], **reading())
 
 
 @pytest.mark.parametrize(
@@ -144,12 +143,12 @@ def test_a_field_flag_no_row_has_is_refused(
     rows = [{"id": f"r{k}", "question": "q", "answer": "a"} for k in range(3)]
     data = write_rows(tmp_path / "in.jsonl", rows)
     outputs = OutputDir(tmp_path / "out")
-    options = options_for(data, outputs.path, fields=FieldMap(**fields))
+    options = reading(fields=FieldMap(**fields))
     with pytest.raises(SettingsError, match=words):
-        check_input(outputs, [InputFile(data, "jsonl", "in.jsonl")], options)
+        check_input(outputs, [InputFile(data, "jsonl", "in.jsonl")], **options)
     # A default field missing everywhere is fine (the refiner writes the answers).
     write_rows(data, [{"id": "r", "question": "q"}])
-    check_input(outputs, [InputFile(data, "jsonl", "in.jsonl")], options_for(data, outputs.path))
+    check_input(outputs, [InputFile(data, "jsonl", "in.jsonl")], **reading())
 
 
 @pytest.mark.parametrize(
@@ -238,12 +237,12 @@ def test_a_fixed_bad_row_is_read_again_without_force(tmp_path: Path) -> None:
     outputs = OutputDir(tmp_path / "out")
     outputs.create()
     files = [InputFile(data, "jsonl", "in.jsonl")]
-    apply_input(outputs, check_input(outputs, files, options_for(data, outputs.path)))
+    apply_input(outputs, check_input(outputs, files, **reading()))
     outputs.open()
     outputs.write_failure(FailureRow(id="in.jsonl:2", stage="input", kind="wrong_type", reason="x"))
     outputs.close()
     data.write_text('{"id": "a", "question": "q"}\n{"id": "b", "question": "five"}\n')
-    check = check_input(outputs, files, options_for(data, outputs.path))
+    check = check_input(outputs, files, **reading())
     assert not check.differs and check.bad_rows_redone == ["in.jsonl:2"]
     apply_input(outputs, check)
     assert outputs.failures.read_text() == ""
