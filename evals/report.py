@@ -296,7 +296,7 @@ def _pyplot() -> Any:
     import matplotlib  # the `evals` extra
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # the `evals` extra, after choosing its backend
 
     return plt
 

@@ -288,7 +288,7 @@ def write_plots(report: JudgeCheckReport, directory: Path) -> list[Path]:
     import matplotlib  # the `evals` extra
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # the `evals` extra, after choosing its backend
 
     written: list[Path] = []
     buckets = [b for b in report.metrics.confidence_buckets if b.decisions]
