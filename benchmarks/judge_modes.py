@@ -27,7 +27,7 @@ from pathlib import Path
 from endpoints.embedded import MODEL_ALIAS, EmbeddedServer
 from nodes.context import Context
 from nodes.judge_pairwise import judge_pairwise
-from nodes.judge_pointwise import judge_pointwise
+from nodes.judge_pointwise import judge_pointwise, pointwise_margin_for
 from nodes.models import build_chat_model
 from nodes.state import Answer, ChainState
 
@@ -143,7 +143,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--base-url")
     parser.add_argument("--model")
-    parser.add_argument("--margin", type=float, default=Context().pointwise_margin)
+    parser.add_argument("--margin", type=float, help="default: the judge model's calibrated margin")
     parser.add_argument(
         "--only", help="comma-separated name parts: measure only the pairs that match one"
     )
@@ -154,9 +154,10 @@ def main() -> None:
         else:
             server = stack.enter_context(EmbeddedServer())
             base_url, model = server.base_url, MODEL_ALIAS
-        rows = asyncio.run(measure(model, base_url, args.margin, args.only))
+        margin = pointwise_margin_for(model, Context(pointwise_margin=args.margin))
+        rows = asyncio.run(measure(model, base_url, margin, args.only))
     print()
-    print(table(rows, args.margin))
+    print(table(rows, margin))
 
 
 if __name__ == "__main__":

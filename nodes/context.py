@@ -103,11 +103,15 @@ class Context(BaseModel):
             "chance), pairwise for every other model."
         ),
     )
-    pointwise_margin: float = Field(
-        default=0.1,
+    pointwise_margin: float | None = Field(
+        default=None,
         ge=0.0,
         le=8.0,
-        description="Pointwise: how much higher (1-9 scale) the refinement must score to win.",
+        description=(
+            "Pointwise: how much higher (1-9 scale) the refinement must score to win. Empty: "
+            "the margin calibrated for the judge's model with `judge-check` (the embedded "
+            "model: 0.034), else 0.1."
+        ),
     )
     pointwise_aspect: PointwiseAspect = Field(
         default="overall",

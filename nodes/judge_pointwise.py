@@ -18,6 +18,7 @@ from typing import Any
 from langchain_core.messages import HumanMessage
 from langchain_core.runnables import RunnableLambda
 
+from endpoints import model_traits
 from nodes.calls import call_text
 from nodes.common import call_config, conversation_block, reference_block
 from nodes.context import Context
@@ -27,10 +28,21 @@ from nodes.state import Answer, ChainState, JudgeCall, ScoreSource, TokenUsage, 
 from prompts import criteria_list, load_prompt, quote_data
 
 SCALE = (1, 9)
+DEFAULT_MARGIN = 0.1
+"""The pointwise margin for a judge whose model has none calibrated (`pointwise_margin`)."""
 TOP_LOGPROBS = 10
 _DIGIT = re.compile(r"[1-9]")
 # A number as a reply states it: `7`, `10`, `7.5`, `7/9`, `0/9`.
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)?(?:\s*/\s*\d+)?")
+
+
+def pointwise_margin_for(judge_name: str, ctx: Context) -> float:
+    """The margin a refinement must win by: the run's `pointwise_margin`, else the one
+    calibrated for the judge's model, else DEFAULT_MARGIN."""
+    if ctx.pointwise_margin is not None:
+        return ctx.pointwise_margin
+    calibrated = model_traits(judge_name).pointwise_margin
+    return DEFAULT_MARGIN if calibrated is None else calibrated
 
 
 @dataclass
@@ -190,9 +202,10 @@ async def judge_pointwise(
         verdict = Verdict(judge_model=judge.name, mode="pointwise", outcome="error")
         return verdict, [call], usage
     margin = refined.value - prior.value
-    if margin > ctx.pointwise_margin:
+    needed = pointwise_margin_for(judge.name, ctx)
+    if margin > needed:
         winner = "refined"
-    elif -margin > ctx.pointwise_margin:
+    elif -margin > needed:
         winner = "previous"
     else:
         winner = "tie"
@@ -205,7 +218,7 @@ async def judge_pointwise(
         total_previous=prior.value,
         winner=winner,
         justification=f"refined {refined.value:.2f} vs previous {prior.value:.2f} "
-        f"(margin {margin:+.2f}, needs > {ctx.pointwise_margin})",
+        f"(margin {margin:+.2f}, needs > {needed})",
         confidence=confidence,
         score_source=refined.source,
     )

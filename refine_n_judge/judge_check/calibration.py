@@ -24,6 +24,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from nodes.context import Context
+from nodes.judge_pointwise import pointwise_margin_for
 from refine_n_judge.judge_check.records import DirectionResult, PairResult
 
 CalibrationKind = Literal["pointwise_margin", "pairwise_confidence"]
@@ -286,7 +287,7 @@ def calibrations(
                     pointwise,
                     kind="pointwise_margin",
                     judge_model=model,
-                    current=None if ctx is None else ctx.pointwise_margin,
+                    current=None if ctx is None else pointwise_margin_for(model, ctx),
                     target_precision=target_precision,
                 )
             )
@@ -393,7 +394,7 @@ def length_rules(results: Sequence[PairResult], ctx: Context | None) -> list[Len
             (
                 "pointwise_margin",
                 pointwise_observations(results, model),
-                None if ctx is None else ctx.pointwise_margin,
+                None if ctx is None else pointwise_margin_for(model, ctx),
             ),
             (
                 "pairwise_confidence",

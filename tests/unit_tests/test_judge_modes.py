@@ -8,9 +8,11 @@ import math
 import pytest
 from langchain_core.messages import AIMessage
 
+from endpoints.embedded import MODEL_ALIAS
+from endpoints.traits import EMBEDDED_POINTWISE_MARGIN
 from graph import ChainState, build_graph
 from nodes.judge_pairwise import letter_probability
-from nodes.judge_pointwise import expected_digit, written_digit
+from nodes.judge_pointwise import DEFAULT_MARGIN, expected_digit, written_digit
 from nodes.parsing import ReplyParseError
 from tests.support.chat_models import ScriptedChatModel, judge_json, tag, versioned_handler
 
@@ -68,6 +70,38 @@ def pointwise_refiner(scores: dict[str, object]) -> ScriptedChatModel:
         return base(role, prompt)
 
     return ScriptedChatModel(handler=handler)
+
+
+@pytest.mark.parametrize(
+    ("model_name", "setting", "needed"),
+    [
+        pytest.param(MODEL_ALIAS, None, EMBEDDED_POINTWISE_MARGIN, id="embedded-calibrated"),
+        pytest.param("scripted", None, DEFAULT_MARGIN, id="other-model-default"),
+        pytest.param(MODEL_ALIAS, 0.5, 0.5, id="setting-wins"),
+    ],
+)
+def test_the_margin_is_the_settings_else_the_one_calibrated_for_the_judge(
+    model_name: str, setting: float | None, needed: float
+) -> None:
+    """A score gap just above and just below the margin the judge should use: the first
+    refinement wins, the second ties (the justification names the margin)."""
+    gap = 0.01
+    model = pointwise_refiner(
+        {
+            "v0": {"5": 1.0},
+            "v1": {"6": needed + gap, "5": 1 - needed - gap},
+            "v2": {"6": needed + gap - 2 * gap, "5": 1 - needed + gap},
+        }
+    )
+    model.model_name = model_name
+    state = ChainState.model_validate(
+        build_graph(refiner=model).invoke(
+            {"question": "q", "answer": "v0"},
+            context={"judge_scoring": "pointwise", "pointwise_margin": setting},
+        )
+    )
+    assert [d.outcome for d in state.decisions] == ["refined", "tie"]
+    assert f"needs > {needed})" in state.judgments[0].justification
 
 
 @pytest.mark.parametrize(
