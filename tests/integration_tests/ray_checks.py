@@ -6,13 +6,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from tests.support.fake_openai import ChatRequest, Reply
+from tests.support.processes import wait_for as wait_until
 from tests.support.scripts import versioned_responder
 
 DEADLINE_SECONDS = 90.0
@@ -78,13 +78,8 @@ def check_exactly_once(out: Path, expected: set[str]) -> None:
 
 
 def wait_for(condition: Callable[[], bool], what: str, process: subprocess.Popen) -> None:
-    deadline = time.monotonic() + DEADLINE_SECONDS
-    while not condition():
-        if process.poll() is not None:
-            raise AssertionError(f"process exited ({process.returncode}) before {what}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
+    """`tests.support.processes.wait_for` with Ray's longer deadline (actors start slowly)."""
+    wait_until(condition, what, process, deadline=DEADLINE_SECONDS)
 
 
 def listening_addresses(root_pid: int) -> set[str]:

@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,11 +16,10 @@ from pathlib import Path
 import pytest
 
 from tests.support.fake_openai import ChatRequest, Reply
+from tests.support.processes import fake_server, wait_for
 from tests.support.scripts import versioned_responder
 
 N_ITEMS = 30
-DEADLINE_SECONDS = 60.0
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def short_chains() -> Callable[[ChatRequest], Reply]:
@@ -30,35 +28,12 @@ def short_chains() -> Callable[[ChatRequest], Reply]:
     return versioned_responder(stop_at=1)
 
 
-def wait_for(condition, what: str, process: subprocess.Popen | None = None) -> None:  # type: ignore[no-untyped-def]
-    """Poll an observable condition (a file the other process writes) until it holds."""
-    deadline = time.monotonic() + DEADLINE_SECONDS
-    while not condition():
-        if process is not None and process.poll() is not None:
-            raise AssertionError(f"process exited ({process.returncode}) before {what}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
-
-
 @pytest.fixture
 def fake_server_url(tmp_path: Path) -> Iterator[str]:
     """The fake OpenAI server in its own process (20 ms per reply)."""
-    port_file = tmp_path / "port"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.support.fake_openai",
-         "--responder", "tests.integration_tests.test_curate_kill_resume:short_chains",
-         "--latency", "0.02", "--port-file", str(port_file)],
-        cwd=PROJECT_ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        wait_for(port_file.exists, "the fake server's port file", process)
-        yield f"http://127.0.0.1:{int(port_file.read_text())}/v1"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    responder = "tests.integration_tests.test_curate_kill_resume:short_chains"
+    with fake_server(tmp_path / "port", responder, latency=0.02) as url:
+        yield url
 
 
 def command(data: Path, out: Path, url: str) -> list[str]:

@@ -20,10 +20,8 @@ import pytest
 
 from refine_n_judge import cli
 from tests.support.fake_openai import ChatRequest, FakeOpenAIServer, Reply
+from tests.support.processes import PROJECT_ROOT, start_fake_server, stop_fake_server, wait_for
 from tests.support.scripts import http_responder, versioned_handler
-
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-DEADLINE_SECONDS = 60.0
 
 
 def write_items(path: Path, n: int) -> tuple[Path, set[str]]:
@@ -83,35 +81,14 @@ def server(script: Script) -> Iterator[FakeOpenAIServer]:
 # --------------------------------------------------------------------------- one writer
 
 
-def wait_for(condition: Any, what: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + DEADLINE_SECONDS
-    while not condition():
-        if process.poll() is not None:
-            raise AssertionError(f"process exited ({process.returncode}) before {what}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
+DEFAULT_RESPONDER = "tests.support.scripts:versioned_responder"
 
 
 def start_server(
-    port_file: Path, responder: str = "tests.support.scripts:versioned_responder",
-    port: int = 0,
-) -> tuple[subprocess.Popen[bytes], str]:  # fmt: skip
+    port_file: Path, responder: str = DEFAULT_RESPONDER, port: int = 0
+) -> tuple[subprocess.Popen[bytes], str]:
     """The fake server in its own process, 0.1 s per reply (a run takes several seconds)."""
-    port_file.unlink(missing_ok=True)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.support.fake_openai", "--responder", responder,
-         "--latency", "0.1", "--model", "fake", "--port-file", str(port_file),
-         "--port", str(port)],
-        cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    wait_for(port_file.exists, "the fake server's port file", process)
-    return process, f"http://127.0.0.1:{int(port_file.read_text())}/v1"
-
-
-def stop_server(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    process.wait(timeout=10)
+    return start_fake_server(port_file, responder, latency=0.1, model="fake", port=port)
 
 
 @pytest.fixture
@@ -120,7 +97,7 @@ def slow_server_url(tmp_path: Path) -> Iterator[str]:
     try:
         yield url
     finally:
-        stop_server(process)
+        stop_fake_server(process)
 
 
 def test_a_second_run_on_a_folder_in_use_is_refused_at_once(
@@ -175,7 +152,7 @@ def test_a_retry_killed_mid_run_then_resumed_keeps_exactly_once(tmp_path: Path) 
     try:
         assert subprocess.run(command, cwd=PROJECT_ROOT).returncode == 1
     finally:
-        stop_server(broken)
+        stop_fake_server(broken)
     assert ids_once(out) == (set(), expected)
     good, _ = start_server(tmp_path / "port", port=int(url.split(":")[2].split("/")[0]))
     try:
@@ -194,7 +171,7 @@ def test_a_retry_killed_mid_run_then_resumed_keeps_exactly_once(tmp_path: Path) 
         assert subprocess.run([*command, "--retry-failed"], cwd=PROJECT_ROOT).returncode == 0
         assert ids_once(out) == (expected, set())
     finally:
-        stop_server(good)
+        stop_fake_server(good)
 
 
 def test_a_limited_retry_keeps_the_failures_it_did_not_retry(

@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -18,10 +17,8 @@ import pytest
 from refine_n_judge.cli import main
 from tests.support.fake_openai import ChatRequest, FakeOpenAIServer, Reply
 from tests.support.judges import SAMPLE_PAIRS, always_right
+from tests.support.processes import PROJECT_ROOT, fake_server, wait_for
 from tests.support.scripts import http_responder
-
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-DEADLINE_SECONDS = 60.0
 
 
 def right_judge() -> Callable[[ChatRequest], Reply]:
@@ -172,31 +169,11 @@ def test_unknown_layout_names_the_flag(tmp_path: Path, capsys: pytest.CaptureFix
 # ----------------------------------------------------------------------- a real kill
 
 
-def wait_for(condition: Callable[[], bool], what: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + DEADLINE_SECONDS
-    while not condition():
-        if process.poll() is not None:
-            raise AssertionError(f"process exited ({process.returncode}) before {what}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
-
-
 @pytest.fixture
 def slow_server_url(tmp_path: Path) -> Iterator[str]:
-    port_file = tmp_path / "port"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.support.fake_openai",
-         "--responder", "tests.integration_tests.test_judge_check_cli:right_judge",
-         "--latency", "0.05", "--port-file", str(port_file)],
-        cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        wait_for(port_file.exists, "the fake server's port file", process)
-        yield f"http://127.0.0.1:{int(port_file.read_text())}/v1"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    responder = "tests.integration_tests.test_judge_check_cli:right_judge"
+    with fake_server(tmp_path / "port", responder, latency=0.05) as url:
+        yield url
 
 
 def test_killed_process_rerun_judges_every_pair_exactly_once(

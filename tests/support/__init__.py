@@ -8,4 +8,5 @@
 - `chat_models`: `ScriptedChatModel`, an in-process LangChain chat model over a script.
 - `eval_world`: `ScriptedWorld` (a script over eval items with known right answers) and
   `no_network`, a guard that refuses connections outside loopback.
+- `processes`: the fake server in a process of its own, and waiting on what a process writes.
 """
