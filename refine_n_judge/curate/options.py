@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from nodes.context import Context
 from refine_n_judge.curate.errors import SettingsError
 from refine_n_judge.curate.exports import DpoPairs
+from refine_n_judge.curate.outputs import CACHE
 from refine_n_judge.curate.readers import INPUT_FORMATS, InputFormat
 from refine_n_judge.curate.rows import FieldMap
 from refine_n_judge.curate.run_settings import (
@@ -138,22 +139,7 @@ def add_curate_arguments(parser: argparse.ArgumentParser) -> None:
     add_context_arguments(parser)
 
     run = parser.add_argument_group("run")
-    run.add_argument(
-        "--concurrency",
-        type=int,
-        help=f"items in flight at once (default: {DEFAULT_CONCURRENCY}; "
-        f"{EMBEDDED_CONCURRENCY} on the embedded model, which answers one request at a time)",
-    )
-    run.add_argument("--rps", type=float, help="most model requests per second (all models)")
-    run.add_argument(
-        "--cache",
-        nargs="?",
-        const="",
-        default=None,
-        metavar="PATH",
-        help="cache model replies in SQLite (default path: OUT/llm_cache.sqlite), so redoing "
-        "finished work costs no calls",
-    )
+    add_pacing_arguments(run, unit="items", cache_gain="so redoing finished work costs no calls")
     run.add_argument(
         "--retry-failed",
         action="store_true",
@@ -181,6 +167,30 @@ def add_curate_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_display_arguments(run)
     _add_ray_arguments(parser)
+
+
+def add_pacing_arguments(group: argparse._ArgumentGroup, *, unit: str, cache_gain: str) -> None:
+    """`--concurrency`, `--rps` and `--cache`, as `curate` and `judge-check` both take them."""
+    group.add_argument(
+        "--concurrency",
+        type=int,
+        help=f"{unit} in flight at once (default: {DEFAULT_CONCURRENCY}; "
+        f"{EMBEDDED_CONCURRENCY} on the embedded model, which answers one request at a time)",
+    )
+    group.add_argument("--rps", type=float, help="most model requests per second (all models)")
+    group.add_argument(
+        "--cache",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="PATH",
+        help=f"cache model replies in SQLite (default path: OUT/{CACHE}), {cache_gain}",
+    )
+
+
+def cache_path(args: argparse.Namespace) -> Path | None:
+    """`--cache` as a path: the one given, or OUT/llm_cache.sqlite when given bare."""
+    return None if args.cache is None else Path(args.cache or args.out / CACHE)
 
 
 def add_display_arguments(group: argparse._ArgumentGroup) -> None:
@@ -325,7 +335,7 @@ def options_from_args(args: argparse.Namespace) -> CurateOptions:
             context=context,
             concurrency=args.concurrency,
             rps=args.rps,
-            cache=None if args.cache is None else Path(args.cache or args.out / "llm_cache.sqlite"),
+            cache=cache_path(args),
             retry_failed=args.retry_failed,
             force=args.force,
             dpo_pairs=args.dpo_pairs,

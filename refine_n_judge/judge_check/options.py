@@ -14,15 +14,12 @@ from refine_n_judge.curate.options import (
     LogFormat,
     add_context_arguments,
     add_display_arguments,
+    add_pacing_arguments,
+    cache_path,
     context_from_args,
     describe_validation_error,
 )
-from refine_n_judge.curate.run_settings import (
-    DEFAULT_CONCURRENCY,
-    EMBEDDED_CONCURRENCY,
-    RecordedSettings,
-    record_settings,
-)
+from refine_n_judge.curate.run_settings import RecordedSettings, record_settings
 from refine_n_judge.judge_check.readers import PAIR_FORMATS, PairFormat
 
 
@@ -112,21 +109,11 @@ def add_judge_check_arguments(parser: argparse.ArgumentParser) -> None:
         help="pick the smallest --pointwise-margin (and pairwise confidence threshold, with "
         "logprobs) whose precision of acceptance reaches P on these pairs, e.g. 0.85",
     )
-    run.add_argument(
-        "--concurrency",
-        type=int,
-        help=f"pairs in flight at once (default: {DEFAULT_CONCURRENCY}; "
-        f"{EMBEDDED_CONCURRENCY} on the embedded model)",
-    )
-    run.add_argument("--rps", type=float, help="most model requests per second (all models)")
-    run.add_argument(
-        "--cache",
-        nargs="?",
-        const="",
-        default=None,
-        metavar="PATH",
-        help="cache model replies in SQLite (default path: OUT/llm_cache.sqlite); the second "
-        "direction of a pair then replays the first one's judge prompts for free",
+    add_pacing_arguments(
+        run,
+        unit="pairs",
+        cache_gain="so the second direction of a pair replays the first one's judge prompts "
+        "for free",
     )
     run.add_argument(
         "--retry-errors",
@@ -167,7 +154,7 @@ def judge_check_options_from_args(args: argparse.Namespace) -> JudgeCheckOptions
             context=context,
             concurrency=args.concurrency,
             rps=args.rps,
-            cache=None if args.cache is None else Path(args.cache or args.out / "llm_cache.sqlite"),
+            cache=cache_path(args),
             force=args.force,
             retry_errors=args.retry_errors,
             report_only=args.report_only,

@@ -30,7 +30,6 @@ from refine_n_judge.judge_check.records import PairResult
 JUDGMENTS = "judgments.jsonl"
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
-CACHE = "llm_cache.sqlite"
 
 
 class ResultsDir:
