@@ -17,7 +17,7 @@ on top of the threshold. Measured against the plain rule at equal or better acce
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -203,10 +203,19 @@ def _flag_value(grid: Sequence[float], index: int, kind: CalibrationKind) -> flo
 
 def pointwise_observations(results: Sequence[PairResult], judge_model: str) -> list[Observation]:
     """Labelled pairs whose two directions both have this judge's pointwise scores."""
+    return _observations(results, judge_model, _score_margin)
+
+
+def _observations(
+    results: Sequence[PairResult],
+    judge_model: str,
+    value_of: Callable[[DirectionResult, str], float | None],
+) -> list[Observation]:
+    """One observation per labelled pair whose two directions both have a value."""
     found: list[Observation] = []
     for result in _labelled(results):
-        better = _score_margin(result.better_refines_worse, judge_model)
-        worse = _score_margin(result.worse_refines_better, judge_model)
+        better = value_of(result.better_refines_worse, judge_model)
+        worse = value_of(result.worse_refines_better, judge_model)
         if better is not None and worse is not None:
             found.append(Observation(better, worse, *_lengths(result)))
     return found
@@ -227,13 +236,7 @@ def _score_margin(direction: DirectionResult, judge_model: str) -> float | None:
 def pairwise_observations(results: Sequence[PairResult], judge_model: str) -> list[Observation]:
     """Labelled pairs whose two directions both have this judge's pairwise verdict with
     logprob probabilities in both orders."""
-    found: list[Observation] = []
-    for result in _labelled(results):
-        better = _verdict_value(result.better_refines_worse, judge_model)
-        worse = _verdict_value(result.worse_refines_better, judge_model)
-        if better is not None and worse is not None:
-            found.append(Observation(better, worse, *_lengths(result)))
-    return found
+    return _observations(results, judge_model, _verdict_value)
 
 
 def _verdict_value(direction: DirectionResult, judge_model: str) -> float | None:
