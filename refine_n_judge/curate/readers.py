@@ -137,7 +137,7 @@ def _open_text(path: Path, newline: str | None = None, errors: str = "strict") -
 _UNDECODED = re.compile("[\udc80-\udcff]")
 
 
-def _undecoded_line(text: str, first_line: int) -> int | None:
+def undecoded_line(text: str, first_line: int) -> int | None:
     """The line of the first undecodable byte in `text` (which starts at `first_line`)."""
     match = _UNDECODED.search(text)
     if match is None:
@@ -253,7 +253,7 @@ def _json_array_rows(path: Path, converter: RowConverter, _fmt: str) -> RowStrea
     with _open_text(path, errors="surrogateescape") as handle:
         try:
             for element in JsonArrayReader(handle):
-                bad_line = _undecoded_line(element.text, element.line)
+                bad_line = undecoded_line(element.text, element.line)
                 if bad_line is not None:
                     yield (
                         element.line,
@@ -261,7 +261,7 @@ def _json_array_rows(path: Path, converter: RowConverter, _fmt: str) -> RowStrea
                             f"is not valid UTF-8 (an undecodable byte on line {bad_line})",
                             line=bad_line,
                             kind="malformed",
-                            row=_printable(element.text),
+                            row=printable(element.text),
                         ),
                     )
                     continue
@@ -358,7 +358,7 @@ def _csv_rows(path: Path, converter: RowConverter, fmt: str) -> RowStream:
                         f"is not valid CSV: {problem}",
                         line=line,
                         kind="malformed",
-                        row=_printable(text),
+                        row=printable(text),
                     ),
                 )
                 continue
@@ -473,7 +473,7 @@ class _LineSource:
         return None
 
 
-def _printable(text: str) -> str:
+def printable(text: str) -> str:
     """Text for a failure row: undecodable bytes shown as U+FFFD, cut to a preview."""
     return preview(_UNDECODED.sub("\ufffd", text))
 

@@ -25,6 +25,7 @@ from pydantic import BaseModel, Field
 
 from refine_n_judge.curate.errors import InputRowError, SettingsError
 from refine_n_judge.curate.json_stream import JsonArrayError, JsonArrayReader
+from refine_n_judge.curate.readers import printable, undecoded_line
 
 PairFormat = Literal["pandalm", "llmbar", "judgebench", "plain"]
 PAIR_FORMATS: tuple[PairFormat, ...] = ("pandalm", "llmbar", "judgebench", "plain")
@@ -156,7 +157,8 @@ def iter_records(
     path: Path, *, source: str
 ) -> Iterator[tuple[int, dict[str, Any] | InputRowError]]:
     """(line, JSON object) for each row of a JSONL file or element of a JSON array."""
-    with open(path, encoding="utf-8-sig") as handle:
+    # An undecodable byte becomes a lone surrogate that _parse_object reports in its row.
+    with open(path, encoding="utf-8-sig", errors="surrogateescape") as handle:
         head = handle.read(4096).lstrip(" \t\r\n")
         handle.seek(0)
         if head.startswith("["):
@@ -184,6 +186,15 @@ def _array_records(handle: Any, source: str) -> Iterator[tuple[int, Any]]:
 
 
 def _parse_object(text: str, source: str, line: int) -> dict[str, Any] | InputRowError:
+    bad_line = undecoded_line(text, line)
+    if bad_line is not None:
+        return InputRowError(
+            f"is not valid UTF-8 (an undecodable byte on line {bad_line})",
+            source=source,
+            line=bad_line,
+            raw=printable(text.strip()),
+            kind="malformed",
+        )
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:

@@ -144,6 +144,26 @@ def test_plain_jsonl_with_reference_and_bad_lines(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.parametrize("layout", ["jsonl", "array"])
+def test_an_undecodable_byte_fails_its_row_and_keeps_the_rest(tmp_path: Path, layout: str) -> None:
+    good = json.dumps({"question": "Q", "better": "good", "worse": "bad"}).encode()
+    bad = b'{"question": "\xff\xfe", "better": "a", "worse": "b"}'
+    path = tmp_path / f"pairs.{layout}"
+    if layout == "jsonl":
+        path.write_bytes(good + b"\n" + bad + b"\n" + good.replace(b"Q", b"Q2") + b"\n")
+    else:
+        path.write_bytes(
+            b"[\n" + good + b",\n" + bad + b",\n" + good.replace(b"Q", b"Q2") + b"\n]\n"
+        )
+    assert detect_pair_format(path) == "plain"
+    pairs, errors = split(path, "plain")
+    assert [p.question for p in pairs] == ["Q", "Q2"]
+    bad_line = 2 if layout == "jsonl" else 3  # the array's "[" is line 1
+    assert [(e.line, e.kind) for e in errors] == [(bad_line, "malformed")]
+    assert "not valid UTF-8" in str(errors[0]) and "\ufffd" in (errors[0].raw or "")
+    json.dumps(errors[0].raw, ensure_ascii=False).encode()  # writable to failures.jsonl
+
+
 def test_unknown_layout_and_missing_file_are_settings_errors(tmp_path: Path) -> None:
     path = jsonl(tmp_path / "other.jsonl", [{"prompt": "Q", "chosen": "a", "rejected": "b"}])
     with pytest.raises(SettingsError, match=r"cannot tell the layout .* pass --format"):
